@@ -1,0 +1,12 @@
+//! Integration tests of the event store (one binary, one module per area).
+
+mod appends;
+mod bench;
+mod client;
+mod crash;
+mod fixtures;
+mod http;
+mod model;
+mod recovery;
+mod relay;
+mod subscription;

@@ -1,0 +1,462 @@
+//! The projector benchmarks behind `shop bench replay` and
+//! `shop bench projectors`. Each prints a few lines on stderr and returns
+//! one JSON object with every figure.
+//!
+//! - [`replay`]: every view rebuilt from a store of (by default) 1,000,000
+//!   events of a synthetic shop, in this process, straight from the store's
+//!   files; events/s and the peak resident memory of the rebuild.
+//! - [`live`]: a projector draining its RabbitMQ queue (quorum, prefetch,
+//!   batched acks, one sled batch per delivery batch) beside a raw consumer
+//!   that only acks, on a queue with the same bindings and the same messages,
+//!   in the same run.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use messaging::{
+    AmqpConfig, AmqpTransport, ConsumerName, ConsumerSpec, Namespace, OutgoingMessage, QueueRole,
+    SharedTransport,
+};
+use serde_json::{json, Value};
+use service_runtime::shutdown::Shutdown;
+use uuid::Uuid;
+
+use crate::{
+    layout::ViewDir,
+    name::ProjectorName,
+    projection::projection_for,
+    replay::{rebuild, Target},
+    runtime::{Projector, RuntimeSettings},
+    source::{MemorySource, SharedSource, StoreSource},
+    viewdb::{DbOptions, ViewDb},
+    workload::{self, Workload, WorkloadOptions},
+};
+
+/// Options of [`replay`].
+#[derive(Clone, Debug, clap::Args)]
+pub struct ReplayBenchOptions {
+    /// Where the benchmark's files go (default: a temporary folder).
+    #[arg(long, env = "SHOP_BENCH_DIR")]
+    pub dir: Option<PathBuf>,
+    /// Events in the store.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: usize,
+    /// Reuse whatever store a previous run left in `--dir`, even a smaller
+    /// one (a store with at least `--events` events is always reused).
+    #[arg(long)]
+    pub reuse: bool,
+    /// Which views to rebuild (default: all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub views: Vec<ProjectorName>,
+}
+
+impl Default for ReplayBenchOptions {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            events: 1_000_000,
+            reuse: false,
+            views: Vec::new(),
+        }
+    }
+}
+
+/// Options of [`live`].
+#[derive(Clone, Debug, clap::Args)]
+pub struct LiveBenchOptions {
+    /// RabbitMQ.
+    #[arg(
+        long,
+        env = "SHOP_AMQP",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    pub amqp: String,
+    /// Events generated (each projector gets those of its categories).
+    #[arg(long, default_value_t = 200_000)]
+    pub events: usize,
+    /// Prefetch of both consumers.
+    #[arg(long, default_value_t = 1000)]
+    pub prefetch: u16,
+    /// Deliveries per batch (one sled batch and one ack for the projector).
+    #[arg(long, default_value_t = 500)]
+    pub batch: usize,
+    /// Which projectors to measure, one after the other.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "orders")]
+    pub projectors: Vec<ProjectorName>,
+    /// Where the views' files go (default: a temporary folder).
+    #[arg(long, env = "SHOP_BENCH_DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+impl Default for LiveBenchOptions {
+    fn default() -> Self {
+        Self {
+            amqp: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            events: 200_000,
+            prefetch: 1000,
+            batch: 500,
+            projectors: vec![ProjectorName::Orders],
+            dir: None,
+        }
+    }
+}
+
+/// A value from `/proc/self/status` in MiB (`VmHWM`, `VmRSS`).
+fn proc_status_mib(field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with(field))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// CPU time this process used so far (user + system), from `/proc/self/stat`.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // Clock ticks; 100 per second on Linux.
+    Some((utime + stime) / 100.0)
+}
+
+/// Resets the peak RSS to the current RSS (Linux: `/proc/self/clear_refs`).
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+fn work_dir(dir: Option<&Path>) -> anyhow::Result<(PathBuf, Option<tempfile::TempDir>)> {
+    match dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            Ok((dir.to_owned(), None))
+        }
+        None => {
+            let temp = tempfile::tempdir().context("cannot make a temporary folder")?;
+            Ok((temp.path().to_owned(), Some(temp)))
+        }
+    }
+}
+
+fn store_options() -> event_store::StoreOptions {
+    event_store::StoreOptions {
+        index_cache_bytes: 16 * 1024 * 1024,
+        ..event_store::StoreOptions::default()
+    }
+}
+
+/// Fills a store with a synthetic history of `events` events.
+async fn fill(store: &event_store::Store, events: usize) -> anyhow::Result<()> {
+    let mut workload = Workload::new(WorkloadOptions {
+        events,
+        products: 2_000,
+        customers: 20_000,
+        in_flight: 256,
+        seed: 1,
+    });
+    let mut chunk_index = 0u64;
+    loop {
+        let chunk = workload.next_chunk(50_000)?;
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        let appends = workload::new_events(&chunk, 1_000 + chunk_index)?;
+        chunk_index += 1;
+        workload::append_to_store(store, appends, 128).await?;
+    }
+}
+
+/// Rebuilds every view from a store of `options.events` events.
+pub async fn replay(options: ReplayBenchOptions) -> anyhow::Result<Value> {
+    let (dir, _temp) = work_dir(options.dir.as_deref())?;
+    let store_dir = dir.join(format!("replay-store-{}", options.events));
+    let mut filled = None;
+    // The history is the same on every run: a store a previous run filled is reused.
+    let reusable = if store_dir.exists() {
+        let store = event_store::Store::open(&store_dir, store_options()).await?;
+        let head = store.head();
+        store
+            .shutdown()
+            .await
+            .map_err(|error| anyhow::anyhow!("cannot close the store: {error}"))?;
+        options.reuse || head >= options.events as u64
+    } else {
+        false
+    };
+    if !reusable {
+        if store_dir.exists() {
+            std::fs::remove_dir_all(&store_dir)
+                .with_context(|| format!("cannot remove {}", store_dir.display()))?;
+        }
+        let store = event_store::Store::open(&store_dir, store_options()).await?;
+        let started = Instant::now();
+        fill(&store, options.events).await?;
+        let seconds = started.elapsed().as_secs_f64();
+        eprintln!(
+            "filled the store with {} events in {seconds:.1} s ({:.0} appends/s)",
+            store.head(),
+            store.head() as f64 / seconds
+        );
+        filled = Some(seconds);
+        store
+            .shutdown()
+            .await
+            .map_err(|error| anyhow::anyhow!("cannot close the store: {error}"))?;
+    }
+    let store = event_store::Store::open(&store_dir, store_options()).await?;
+    let head = store.head();
+    let views_dir = dir.join("replay-views");
+    if views_dir.exists() {
+        std::fs::remove_dir_all(&views_dir)
+            .with_context(|| format!("cannot remove {}", views_dir.display()))?;
+    }
+    let rss_before = proc_status_mib("VmRSS:");
+    let peak_reset = reset_peak_rss();
+    let names = if options.views.is_empty() {
+        ProjectorName::ALL.to_vec()
+    } else {
+        options.views.clone()
+    };
+    let mut targets = Vec::new();
+    for name in names {
+        let db = ViewDb::open(&views_dir.join(name.as_str()), DbOptions::default())?;
+        targets.push(Target {
+            projection: projection_for(name),
+            db: Arc::new(db),
+        });
+    }
+    let source: SharedSource = Arc::new(StoreSource::new(store.clone()));
+    let cpu_before = cpu_seconds();
+    let report = rebuild(targets, source, head, Arc::new(|_, _| {})).await?;
+    let cpu = cpu_seconds()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
+    let peak = proc_status_mib("VmHWM:");
+    store
+        .shutdown()
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot close the store: {error}"))?;
+    if options.dir.is_some() {
+        std::fs::remove_dir_all(&views_dir).ok();
+    }
+    eprintln!(
+        "replay: {} events into {} views in {:.2} s: {:.0} events/s (target 300000), {:.1} CPU s; peak RSS {:.0} MiB (target < 200)",
+        report.events,
+        report.views.len(),
+        report.seconds,
+        report.events_per_second,
+        cpu.unwrap_or(f64::NAN),
+        peak.unwrap_or(f64::NAN)
+    );
+    Ok(json!({
+        "benchmark": "replay",
+        "events": report.events,
+        "views": report.views.len(),
+        "seconds": report.seconds,
+        "events_per_second": report.events_per_second,
+        "cpu_seconds": cpu,
+        "events_per_cpu_second": cpu.map(|cpu| report.events as f64 / cpu.max(1e-9)),
+        "target_events_per_second": 300_000,
+        "peak_rss_mib": peak,
+        "peak_rss_reset_before_replay": peak_reset,
+        "rss_before_replay_mib": rss_before,
+        "target_peak_rss_mib": 200,
+        "fill_seconds": filled,
+        "per_view": report.views,
+    }))
+}
+
+/// Publishes `messages` with confirms, in windows.
+async fn publish(transport: &SharedTransport, messages: &[OutgoingMessage]) -> anyhow::Result<()> {
+    let mut publisher = transport.publisher().await?;
+    for window in messages.chunks(2_000) {
+        let report = publisher.publish_batch(window).await;
+        if let Some(error) = report.error {
+            anyhow::bail!("publishing the benchmark's messages failed: {error}");
+        }
+    }
+    Ok(())
+}
+
+/// Waits (bounded) until `count` messages are ready in a queue.
+async fn ready(
+    transport: &SharedTransport,
+    consumer: &ConsumerName,
+    count: u64,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let ready = transport.ready_messages(consumer, QueueRole::Main).await?;
+        if ready >= count {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!("only {ready} of {count} messages reached {consumer}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Drains `count` messages with acks batched per `batch`, doing nothing else.
+async fn drain_raw(
+    transport: &SharedTransport,
+    spec: &ConsumerSpec,
+    count: u64,
+    batch: usize,
+    linger: Duration,
+) -> anyhow::Result<f64> {
+    let mut consumer = transport.consumer(spec).await?;
+    let started = Instant::now();
+    let mut seen = 0u64;
+    while seen < count {
+        let deliveries =
+            tokio::time::timeout(Duration::from_secs(60), consumer.next_batch(batch, linger))
+                .await
+                .context("the raw consumer stalled")??;
+        seen += deliveries.len() as u64;
+        if let Some(last) = deliveries.last() {
+            consumer.ack_up_to(last.tag).await?;
+        }
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// One projector against the raw baseline.
+async fn live_one(
+    transport: &SharedTransport,
+    name: ProjectorName,
+    history: &[domain::envelope::RecordedEvent],
+    options: &LiveBenchOptions,
+    dir: &Path,
+) -> anyhow::Result<Value> {
+    let store_id = Uuid::new_v4();
+    let projection = projection_for(name);
+    let messages: Vec<OutgoingMessage> = history
+        .iter()
+        .filter(|event| projection.wants(event.category()))
+        .map(|event| OutgoingMessage::for_event(event, store_id))
+        .collect::<Result<_, _>>()?;
+    let count = messages.len() as u64;
+    // The projector reads no history: everything it applies comes from the queue.
+    let source: SharedSource = Arc::new(MemorySource::new(store_id));
+    let settings = RuntimeSettings {
+        prefetch: options.prefetch,
+        batch: options.batch,
+        ..RuntimeSettings::default()
+    };
+    let linger = settings.linger;
+    let projector = Projector::open(
+        name,
+        ViewDir::new(dir, name),
+        source,
+        Some(Arc::clone(transport)),
+        settings,
+    )?;
+    let spec = projector.consumer_spec()?;
+    let raw = ConsumerSpec::new(
+        ConsumerName::parse(&format!("bench.raw.{name}"))?,
+        spec.bindings.clone(),
+    )?
+    .with_prefetch(options.prefetch);
+    transport.declare_consumer(&spec).await?;
+    transport.declare_consumer(&raw).await?;
+    publish(transport, &messages).await?;
+    ready(transport, &raw.name, count).await?;
+    ready(transport, &spec.name, count).await?;
+
+    let raw_seconds = drain_raw(transport, &raw, count, options.batch, linger).await?;
+    let raw_rate = count as f64 / raw_seconds;
+
+    let shutdown = Shutdown::new();
+    let mut commits = projector.commits();
+    let started = Instant::now();
+    let task =
+        tokio::spawn(Arc::clone(&projector).consume(Arc::clone(transport), shutdown.clone()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    while projector.db().meta()?.events_applied < count {
+        if tokio::time::timeout_at(deadline, commits.changed())
+            .await
+            .is_err()
+        {
+            anyhow::bail!("the {name} projector stalled");
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    shutdown.trigger();
+    task.await.context("the projector task panicked")??;
+    let rate = count as f64 / seconds;
+    let ratio = rate / raw_rate;
+    eprintln!(
+        "live {name}: {count} messages, projector {rate:.0}/s, raw consumer {raw_rate:.0}/s: {:.0}% (target ≥ 80%)",
+        ratio * 100.0
+    );
+    Ok(json!({
+        "projector": name.as_str(),
+        "messages": count,
+        "events_per_second": rate,
+        "raw_messages_per_second": raw_rate,
+        "ratio": ratio,
+        "target_ratio": 0.8,
+    }))
+}
+
+/// Live projection from RabbitMQ beside a raw consume baseline.
+pub async fn live(options: LiveBenchOptions) -> anyhow::Result<Value> {
+    let (dir, _temp) = work_dir(options.dir.as_deref())?;
+    let id = Uuid::new_v4().simple().to_string();
+    let namespace = Namespace::parse(&format!("bench-{}", &id[..12]))?;
+    let transport: SharedTransport = Arc::new(
+        AmqpTransport::connect(
+            AmqpConfig::new(options.amqp.clone(), namespace)
+                .with_connection_name("shop bench projectors"),
+        )
+        .await
+        .context("cannot connect to RabbitMQ")?,
+    );
+    let history = workload::record(&workload::generate(WorkloadOptions {
+        events: options.events,
+        products: 2_000,
+        customers: 20_000,
+        in_flight: 256,
+        seed: 2,
+    })?)?;
+    let mut results = Vec::new();
+    let mut outcome = Ok(());
+    for name in &options.projectors {
+        match live_one(
+            &transport,
+            *name,
+            &history,
+            &options,
+            &dir.join(format!("live-{id}")),
+        )
+        .await
+        {
+            Ok(result) => results.push(result),
+            Err(error) => {
+                outcome = Err(error);
+                break;
+            }
+        }
+    }
+    let cleanup = transport.delete_namespace().await;
+    transport.close().await;
+    outcome?;
+    cleanup?;
+    let peak = proc_status_mib("VmHWM:");
+    Ok(json!({
+        "benchmark": "projectors",
+        "events": history.len(),
+        "prefetch": options.prefetch,
+        "batch": options.batch,
+        "queue_type": "quorum",
+        "results": results,
+        "peak_rss_mib": peak,
+    }))
+}

@@ -1,0 +1,251 @@
+//! Where projectors read history from: the event store, behind a small trait
+//! so the runtime can use the HTTP client, an in-process store, or (in
+//! tests) a list of events.
+
+use std::{fmt, sync::Arc};
+
+use async_trait::async_trait;
+use domain::envelope::RecordedEvent;
+use parking_lot::RwLock;
+use uuid::Uuid;
+
+/// Why the event store could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The store is unreachable or failed; trying again later may work.
+    #[error("the event store is unavailable: {message}")]
+    Unavailable {
+        /// What went wrong.
+        message: String,
+    },
+    /// The store refused the request (a bug on our side, or a version mismatch).
+    #[error("the event store refused a read: {message}")]
+    Refused {
+        /// What it said.
+        message: String,
+    },
+}
+
+/// Reads the event store.
+#[async_trait]
+pub trait EventSource: Send + Sync + fmt::Debug {
+    /// The store's id (random, fixed at its creation).
+    async fn store_id(&self) -> Result<Uuid, SourceError>;
+
+    /// The next global position: the number of events stored.
+    async fn head(&self) -> Result<u64, SourceError>;
+
+    /// Up to `limit` events of the global log from position `from`, in order.
+    async fn read_all(&self, from: u64, limit: usize) -> Result<Vec<RecordedEvent>, SourceError>;
+
+    /// Up to `limit` events of `stream` from version `from`, in order (empty
+    /// if the stream does not exist).
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, SourceError>;
+}
+
+/// A shared event source.
+pub type SharedSource = Arc<dyn EventSource>;
+
+/// An event source holding events in memory (tests, benchmarks).
+#[derive(Debug, Default)]
+pub struct MemorySource {
+    store_id: Uuid,
+    events: RwLock<Vec<RecordedEvent>>,
+}
+
+impl MemorySource {
+    /// An empty source with the given store id.
+    pub fn new(store_id: Uuid) -> Self {
+        Self {
+            store_id,
+            events: RwLock::new(Vec::new()),
+        }
+    }
+
+    /// Adds an event (its position must be the next one for `read_all` to be right).
+    pub fn push(&self, event: RecordedEvent) {
+        self.events.write().push(event);
+    }
+
+    /// Every event.
+    pub fn events(&self) -> Vec<RecordedEvent> {
+        self.events.read().clone()
+    }
+}
+
+#[async_trait]
+impl EventSource for MemorySource {
+    async fn store_id(&self) -> Result<Uuid, SourceError> {
+        Ok(self.store_id)
+    }
+
+    async fn head(&self) -> Result<u64, SourceError> {
+        Ok(self.events.read().len() as u64)
+    }
+
+    async fn read_all(&self, from: u64, limit: usize) -> Result<Vec<RecordedEvent>, SourceError> {
+        let events = self.events.read();
+        let from = usize::try_from(from).unwrap_or(usize::MAX);
+        Ok(events.iter().skip(from).take(limit).cloned().collect())
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, SourceError> {
+        let events = self.events.read();
+        Ok(events
+            .iter()
+            .filter(|e| e.stream == stream && e.version >= from)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+}
+
+/// The event store over HTTP.
+#[derive(Debug, Clone)]
+pub struct HttpSource {
+    client: event_store::client::StoreClient,
+}
+
+impl HttpSource {
+    /// A source reading the store at `base_url`.
+    pub fn new(base_url: &str) -> Result<Self, SourceError> {
+        let client = event_store::client::StoreClient::new(base_url).map_err(|error| {
+            SourceError::Refused {
+                message: error.to_string(),
+            }
+        })?;
+        Ok(Self { client })
+    }
+
+    /// A source over an existing client.
+    pub fn from_client(client: event_store::client::StoreClient) -> Self {
+        Self { client }
+    }
+}
+
+fn from_client_error(error: event_store::client::ClientError) -> SourceError {
+    use event_store::client::ClientError;
+    match error {
+        ClientError::Rejected { .. } | ClientError::InvalidUrl { .. } => SourceError::Refused {
+            message: error.to_string(),
+        },
+        other => SourceError::Unavailable {
+            message: other.to_string(),
+        },
+    }
+}
+
+#[async_trait]
+impl EventSource for HttpSource {
+    async fn store_id(&self) -> Result<Uuid, SourceError> {
+        Ok(self
+            .client
+            .info()
+            .await
+            .map_err(from_client_error)?
+            .store_id)
+    }
+
+    async fn head(&self) -> Result<u64, SourceError> {
+        Ok(self.client.info().await.map_err(from_client_error)?.head)
+    }
+
+    async fn read_all(&self, from: u64, limit: usize) -> Result<Vec<RecordedEvent>, SourceError> {
+        self.client
+            .read_all(from, limit)
+            .await
+            .map_err(from_client_error)
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, SourceError> {
+        match self
+            .client
+            .read_stream(stream, from, limit, event_store::Direction::Forward)
+            .await
+        {
+            Ok(events) => Ok(events),
+            Err(event_store::client::ClientError::StreamNotFound { .. }) => Ok(Vec::new()),
+            Err(error) => Err(from_client_error(error)),
+        }
+    }
+}
+
+/// An event store opened in this process (`shop dev`, offline replay, tests).
+#[derive(Debug, Clone)]
+pub struct StoreSource {
+    store: event_store::Store,
+}
+
+impl StoreSource {
+    /// A source over an open store.
+    pub fn new(store: event_store::Store) -> Self {
+        Self { store }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &event_store::Store {
+        &self.store
+    }
+}
+
+fn from_read_error(error: event_store::ReadError) -> SourceError {
+    match error {
+        event_store::ReadError::InvalidStreamName { .. }
+        | event_store::ReadError::InvalidCategory { .. } => SourceError::Refused {
+            message: error.to_string(),
+        },
+        other => SourceError::Unavailable {
+            message: other.to_string(),
+        },
+    }
+}
+
+#[async_trait]
+impl EventSource for StoreSource {
+    async fn store_id(&self) -> Result<Uuid, SourceError> {
+        Ok(self.store.store_id())
+    }
+
+    async fn head(&self) -> Result<u64, SourceError> {
+        Ok(self.store.head())
+    }
+
+    async fn read_all(&self, from: u64, limit: usize) -> Result<Vec<RecordedEvent>, SourceError> {
+        self.store
+            .read_all(from, limit)
+            .await
+            .map_err(from_read_error)
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, SourceError> {
+        match self
+            .store
+            .read_stream(stream, from, limit, event_store::Direction::Forward)
+            .await
+        {
+            Ok(events) => Ok(events),
+            Err(event_store::ReadError::StreamNotFound { .. }) => Ok(Vec::new()),
+            Err(error) => Err(from_read_error(error)),
+        }
+    }
+}

@@ -1,0 +1,1065 @@
+//! A read model's sled database and the transaction a batch of events is
+//! applied in.
+//!
+//! Everything of one read model lives in sled's default tree, under one-byte
+//! prefixes, so that one `apply_batch` changes documents, per-stream
+//! positions and bookkeeping atomically (DESIGN.md guarantee 5):
+//!
+//! | prefix | key | value |
+//! |---|---|---|
+//! | `d` | collection `\0` document key | the document, JSON |
+//! | `p` | stream | last applied version, u64 big-endian |
+//! | `x` | stream `\0` version (u64 BE) | why that stored event was skipped |
+//! | `m` | name | bookkeeping (applied and swept positions, store id, counters) |
+//!
+//! Only the `d` keyspace is the view's content: the digest hashes it alone.
+//!
+//! The *swept position* is a watermark: every event at or below it has
+//! been applied (or ignored, or skipped as poison). It moves only when the
+//! log is read in order (replay, catch-up, the idle sweep), never with
+//! deliveries from the broker, which may come out of order. An event at or
+//! below it is a duplicate whatever the per-stream positions say; this is
+//! what lets a rebuild write no per-stream positions at all (see
+//! [`crate::applier`]).
+//!
+//! A [`ViewTx`] keeps every document it touched decoded in memory and
+//! encodes each one once, at commit: an order that goes through five events
+//! in one batch is serialized once, which is what makes replay fast.
+
+use std::{
+    any::Any,
+    collections::HashMap,
+    marker::PhantomData,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use serde::{de::DeserializeOwned, Serialize};
+use uuid::Uuid;
+
+const DOC: u8 = b'd';
+const POSITION: u8 = b'p';
+const POISONED: u8 = b'x';
+const META: u8 = b'm';
+
+const META_APPLIED_POSITION: &str = "applied_position";
+const META_STORE_ID: &str = "store_id";
+const META_SKIPPED: &str = "skipped";
+const META_EVENTS: &str = "events_applied";
+const META_SWEPT: &str = "swept_position";
+
+/// Why a read model's database failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ViewError {
+    /// sled failed (I/O, corruption it detected).
+    #[error("the view database failed: {0}")]
+    Sled(#[from] sled::Error),
+    /// A stored document does not decode as the type its collection holds.
+    #[error("document {collection}/{key} is corrupt: {source}")]
+    Corrupt {
+        /// The collection.
+        collection: &'static str,
+        /// The document key.
+        key: String,
+        /// What the decoder said.
+        source: serde_json::Error,
+    },
+    /// A document could not be encoded.
+    #[error("cannot encode document {collection}/{key}: {source}")]
+    Encode {
+        /// The collection.
+        collection: &'static str,
+        /// The document key.
+        key: String,
+        /// What the encoder said.
+        source: serde_json::Error,
+    },
+    /// Two collections with one name hold different types (a programming error).
+    #[error("collection {collection} was used with two document types")]
+    TypeMismatch {
+        /// The collection.
+        collection: &'static str,
+    },
+    /// A bookkeeping value has the wrong size.
+    #[error("bookkeeping value {name} is corrupt")]
+    CorruptMeta {
+        /// Which value.
+        name: String,
+    },
+}
+
+/// A document type: anything serde can round-trip through JSON.
+pub trait Document: Serialize + DeserializeOwned + Send + 'static {}
+impl<T: Serialize + DeserializeOwned + Send + 'static> Document for T {}
+
+/// A named set of documents of one type.
+pub struct Collection<T> {
+    name: &'static str,
+    _doc: PhantomData<fn() -> T>,
+}
+
+impl<T> Collection<T> {
+    /// A collection; the name must not contain a NUL byte.
+    pub const fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            _doc: PhantomData,
+        }
+    }
+
+    /// Its name.
+    pub const fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+impl<T> Clone for Collection<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Collection<T> {}
+
+fn doc_prefix(collection: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(collection.len() + 2);
+    key.push(DOC);
+    key.extend_from_slice(collection.as_bytes());
+    key.push(0);
+    key
+}
+
+fn doc_key(collection: &str, key: &str) -> Vec<u8> {
+    let mut full = doc_prefix(collection);
+    full.extend_from_slice(key.as_bytes());
+    full
+}
+
+fn position_key(stream: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(stream.len() + 1);
+    key.push(POSITION);
+    key.extend_from_slice(stream.as_bytes());
+    key
+}
+
+fn poisoned_key(stream: &str, version: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(stream.len() + 10);
+    key.push(POISONED);
+    key.extend_from_slice(stream.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&version.to_be_bytes());
+    key
+}
+
+fn meta_key(name: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(name.len() + 1);
+    key.push(META);
+    key.extend_from_slice(name.as_bytes());
+    key
+}
+
+fn read_u64(name: &str, bytes: &[u8]) -> Result<u64, ViewError> {
+    <[u8; 8]>::try_from(bytes)
+        .map(u64::from_be_bytes)
+        .map_err(|_| ViewError::CorruptMeta {
+            name: name.to_owned(),
+        })
+}
+
+/// How a view database is opened.
+#[derive(Clone, Copy, Debug)]
+pub struct DbOptions {
+    /// sled's page cache, in bytes.
+    pub cache_bytes: u64,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        Self {
+            cache_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// One read model's sled database.
+#[derive(Debug)]
+pub struct ViewDb {
+    db: sled::Db,
+    path: PathBuf,
+}
+
+/// The bookkeeping of a view database.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ViewMeta {
+    /// The highest global position applied (or skipped), if any.
+    pub applied_position: Option<u64>,
+    /// Every event at or below this position was applied, ignored or skipped.
+    pub swept_position: Option<u64>,
+    /// The store the view was built from.
+    pub store_id: Option<Uuid>,
+    /// How many stored events were skipped because they could not be applied.
+    pub skipped: u64,
+    /// How many events were applied in total.
+    pub events_applied: u64,
+}
+
+impl ViewDb {
+    /// Opens (or creates) the database in `path`.
+    pub fn open(path: &Path, options: DbOptions) -> Result<Self, ViewError> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(options.cache_bytes)
+            .mode(sled::Mode::HighThroughput)
+            // We flush after every batch ourselves; no background flusher needed.
+            .flush_every_ms(None)
+            // Smaller log segments than sled's default (512 KiB): each open
+            // database holds a few segment buffers, and ten projectors in one
+            // process would keep tens of MiB in them.
+            .segment_size(128 * 1024)
+            .open()?;
+        Ok(Self {
+            db,
+            path: path.to_owned(),
+        })
+    }
+
+    /// A throw-away database in memory (tests).
+    pub fn temporary() -> Result<Self, ViewError> {
+        let db = sled::Config::new().temporary(true).open()?;
+        Ok(Self {
+            db,
+            path: PathBuf::new(),
+        })
+    }
+
+    /// Where it lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A new transaction over this database.
+    pub fn begin(self: &Arc<Self>) -> Result<ViewTx, ViewError> {
+        let swept = self.meta_u64(META_SWEPT)?;
+        Ok(ViewTx::new(Arc::clone(self), swept, None))
+    }
+
+    /// A new transaction that starts with what an earlier transaction on
+    /// this database left in memory (see [`Carry`]), saving the lookups and
+    /// decoding of documents and positions used again. A carry from another
+    /// database is ignored.
+    pub fn begin_with(self: &Arc<Self>, carry: Option<Carry>) -> Result<ViewTx, ViewError> {
+        let mut tx = self.begin()?;
+        if let Some(carry) = carry.filter(|c| c.db == Arc::as_ptr(self) as usize) {
+            tx.docs = carry.docs;
+            tx.known_positions = carry.positions;
+        }
+        Ok(tx)
+    }
+
+    /// A transaction of a rebuild into this (fresh) database: it records no
+    /// per-stream positions, and `written` — the keys earlier transactions
+    /// of the rebuild wrote, as hashes — spares sled lookups of keys that
+    /// cannot exist yet.
+    pub fn begin_rebuild(self: &Arc<Self>, written: WrittenKeys) -> Result<ViewTx, ViewError> {
+        let swept = self.meta_u64(META_SWEPT)?;
+        Ok(ViewTx::new(Arc::clone(self), swept, Some(written)))
+    }
+
+    /// Writes everything to disk (sled's flush).
+    pub fn flush(&self) -> Result<(), ViewError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// A document's stored JSON.
+    pub fn get_raw(&self, collection: &str, key: &str) -> Result<Option<sled::IVec>, ViewError> {
+        Ok(self.db.get(doc_key(collection, key))?)
+    }
+
+    /// A document, decoded.
+    pub fn get<T: Document>(
+        &self,
+        collection: Collection<T>,
+        key: &str,
+    ) -> Result<Option<T>, ViewError> {
+        self.get_raw(collection.name, key)?
+            .map(|bytes| {
+                serde_json::from_slice(&bytes).map_err(|source| ViewError::Corrupt {
+                    collection: collection.name,
+                    key: key.to_owned(),
+                    source,
+                })
+            })
+            .transpose()
+    }
+
+    /// Documents of a collection in key order, starting after `after` (if given).
+    pub fn scan<T: Document>(
+        &self,
+        collection: Collection<T>,
+        after: Option<&str>,
+    ) -> impl Iterator<Item = Result<(String, T), ViewError>> + '_ {
+        let prefix = doc_prefix(collection.name);
+        let mut end = prefix.clone();
+        if let Some(last) = end.last_mut() {
+            *last = 1;
+        }
+        let start = match after {
+            Some(after) => {
+                let mut key = doc_key(collection.name, after);
+                key.push(0);
+                key
+            }
+            None => prefix.clone(),
+        };
+        let skip = prefix.len();
+        self.db.range(start..end).map(move |item| {
+            let (key, value) = item?;
+            let key = String::from_utf8_lossy(&key[skip..]).into_owned();
+            let doc = serde_json::from_slice(&value).map_err(|source| ViewError::Corrupt {
+                collection: collection.name,
+                key: key.clone(),
+                source,
+            })?;
+            Ok((key, doc))
+        })
+    }
+
+    /// Documents of a collection whose key starts with `prefix`, in key order.
+    pub fn scan_prefix<T: Document>(
+        &self,
+        collection: Collection<T>,
+        prefix: &str,
+    ) -> impl Iterator<Item = Result<(String, T), ViewError>> + '_ {
+        let skip = doc_prefix(collection.name).len();
+        self.db
+            .scan_prefix(doc_key(collection.name, prefix))
+            .map(move |item| {
+                let (key, value) = item?;
+                let key = String::from_utf8_lossy(&key[skip..]).into_owned();
+                let doc = serde_json::from_slice(&value).map_err(|source| ViewError::Corrupt {
+                    collection: collection.name,
+                    key: key.clone(),
+                    source,
+                })?;
+                Ok((key, doc))
+            })
+    }
+
+    /// The last applied version of a stream.
+    pub fn position(&self, stream: &str) -> Result<Option<u64>, ViewError> {
+        self.db
+            .get(position_key(stream))?
+            .map(|bytes| read_u64(stream, &bytes))
+            .transpose()
+    }
+
+    /// Why a stored event was skipped, if it was.
+    pub fn poisoned(&self, stream: &str, version: u64) -> Result<Option<String>, ViewError> {
+        Ok(self
+            .db
+            .get(poisoned_key(stream, version))?
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
+    fn meta_u64(&self, name: &str) -> Result<Option<u64>, ViewError> {
+        self.db
+            .get(meta_key(name))?
+            .map(|bytes| read_u64(name, &bytes))
+            .transpose()
+    }
+
+    /// The bookkeeping.
+    pub fn meta(&self) -> Result<ViewMeta, ViewError> {
+        let store_id = self
+            .db
+            .get(meta_key(META_STORE_ID))?
+            .map(|bytes| {
+                Uuid::from_slice(&bytes).map_err(|_| ViewError::CorruptMeta {
+                    name: META_STORE_ID.to_owned(),
+                })
+            })
+            .transpose()?;
+        Ok(ViewMeta {
+            applied_position: self.meta_u64(META_APPLIED_POSITION)?,
+            swept_position: self.meta_u64(META_SWEPT)?,
+            store_id,
+            skipped: self.meta_u64(META_SKIPPED)?.unwrap_or(0),
+            events_applied: self.meta_u64(META_EVENTS)?.unwrap_or(0),
+        })
+    }
+
+    /// Records the store the view is built from.
+    pub fn set_store_id(&self, store_id: Uuid) -> Result<(), ViewError> {
+        self.db
+            .insert(meta_key(META_STORE_ID), store_id.as_bytes().as_slice())?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Every `(key, value)` of the view's content, in key order (for the digest).
+    pub fn content(&self) -> impl Iterator<Item = Result<(sled::IVec, sled::IVec), ViewError>> {
+        self.db
+            .scan_prefix([DOC])
+            .map(|item| item.map_err(ViewError::from))
+    }
+
+    /// Every stored document as JSON, grouped by collection (tests and debugging).
+    pub fn dump(&self) -> Result<serde_json::Value, ViewError> {
+        let mut out = serde_json::Map::new();
+        for item in self.content() {
+            let (key, value) = item?;
+            let rest = &key[1..];
+            let split = rest.iter().position(|b| *b == 0).unwrap_or(rest.len());
+            let collection = String::from_utf8_lossy(&rest[..split]).into_owned();
+            let doc_key = String::from_utf8_lossy(rest.get(split + 1..).unwrap_or_default());
+            let doc: serde_json::Value =
+                serde_json::from_slice(&value).unwrap_or(serde_json::Value::Null);
+            let entry = out
+                .entry(collection)
+                .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+            if let serde_json::Value::Object(map) = entry {
+                map.insert(doc_key.into_owned(), doc);
+            }
+        }
+        Ok(serde_json::Value::Object(out))
+    }
+}
+
+/// A document held by a transaction, decoded, with its type erased.
+trait Held: Send {
+    fn encode(&self) -> Result<Vec<u8>, serde_json::Error>;
+    fn as_any(&self) -> &dyn Any;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+impl<T: Document> Held for T {
+    fn encode(&self) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(self)
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+struct Slot {
+    collection: &'static str,
+    value: Option<Box<dyn Held>>,
+    dirty: bool,
+    /// Whether the document is stored in sled (so removing it must be written).
+    stored: bool,
+}
+
+/// Hashes of the keys a rebuild has written so far. A key whose hash is
+/// not here was never written, so it need not be looked up; a hash
+/// collision only costs a lookup.
+#[derive(Debug, Default)]
+pub struct WrittenKeys(std::collections::HashSet<u64>);
+
+fn key_hash(key: &[u8]) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    // A fixed-key hasher: the set lives in memory only.
+    let mut hasher =
+        std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+            .build_hasher();
+    hasher.write(key);
+    hasher.finish()
+}
+
+/// The documents and positions a committed transaction held, decoded and
+/// clean, for the next transaction on the same database to start with.
+/// Only the single writer of a database may use it: every change goes
+/// through transactions that take the carry and hand it back.
+pub struct Carry {
+    db: usize,
+    docs: HashMap<Vec<u8>, Slot>,
+    positions: HashMap<String, u64>,
+}
+
+impl Carry {
+    /// Documents held.
+    pub fn documents(&self) -> usize {
+        self.docs.len()
+    }
+}
+
+/// What one commit wrote.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CommitStats {
+    /// Documents written or removed.
+    pub documents: usize,
+    /// Stream positions written.
+    pub positions: usize,
+    /// Events applied in the transaction.
+    pub events: u64,
+}
+
+/// The changes of one batch of events: documents, per-stream positions and
+/// bookkeeping, committed together in one sled batch.
+pub struct ViewTx {
+    db: Arc<ViewDb>,
+    docs: HashMap<Vec<u8>, Slot>,
+    /// Positions changed in this transaction.
+    positions: HashMap<String, u64>,
+    /// Positions known to be stored (carried over from earlier transactions).
+    known_positions: HashMap<String, u64>,
+    poisoned: Vec<(String, u64, String)>,
+    applied_position: Option<u64>,
+    swept: Option<u64>,
+    swept_changed: bool,
+    events: u64,
+    skipped: u64,
+    /// `Some` in a rebuild: no positions recorded, and known-absent keys.
+    rebuild: Option<WrittenKeys>,
+}
+
+impl ViewTx {
+    fn new(db: Arc<ViewDb>, swept: Option<u64>, rebuild: Option<WrittenKeys>) -> Self {
+        Self {
+            db,
+            docs: HashMap::new(),
+            positions: HashMap::new(),
+            known_positions: HashMap::new(),
+            poisoned: Vec::new(),
+            applied_position: None,
+            swept,
+            swept_changed: false,
+            events: 0,
+            skipped: 0,
+            rebuild,
+        }
+    }
+
+    /// The database it will commit to.
+    pub fn db(&self) -> &Arc<ViewDb> {
+        &self.db
+    }
+
+    fn slot<T: Document>(
+        &mut self,
+        collection: Collection<T>,
+        key: &str,
+    ) -> Result<&mut Slot, ViewError> {
+        let full = doc_key(collection.name, key);
+        let db = &self.db;
+        let written = self.rebuild.as_ref();
+        match self.docs.entry(full) {
+            std::collections::hash_map::Entry::Occupied(entry) => Ok(entry.into_mut()),
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                let unwritten = written.is_some_and(|w| !w.0.contains(&key_hash(entry.key())));
+                let stored = if unwritten {
+                    None
+                } else {
+                    db.db.get(entry.key())?
+                };
+                let value = match stored {
+                    Some(bytes) => {
+                        let doc: T = serde_json::from_slice(&bytes).map_err(|source| {
+                            ViewError::Corrupt {
+                                collection: collection.name,
+                                key: key.to_owned(),
+                                source,
+                            }
+                        })?;
+                        Some(Box::new(doc) as Box<dyn Held>)
+                    }
+                    None => None,
+                };
+                let stored = value.is_some();
+                Ok(entry.insert(Slot {
+                    collection: collection.name,
+                    value,
+                    dirty: false,
+                    stored,
+                }))
+            }
+        }
+    }
+
+    /// A document, if it exists.
+    pub fn get<T: Document>(
+        &mut self,
+        collection: Collection<T>,
+        key: &str,
+    ) -> Result<Option<&T>, ViewError> {
+        let slot = self.slot(collection, key)?;
+        match &slot.value {
+            None => Ok(None),
+            Some(held) => {
+                held.as_any()
+                    .downcast_ref::<T>()
+                    .map(Some)
+                    .ok_or(ViewError::TypeMismatch {
+                        collection: collection.name,
+                    })
+            }
+        }
+    }
+
+    /// A document to change, if it exists.
+    pub fn get_mut<T: Document>(
+        &mut self,
+        collection: Collection<T>,
+        key: &str,
+    ) -> Result<Option<&mut T>, ViewError> {
+        let slot = self.slot(collection, key)?;
+        match &mut slot.value {
+            None => Ok(None),
+            Some(held) => {
+                slot.dirty = true;
+                held.as_any_mut()
+                    .downcast_mut::<T>()
+                    .map(Some)
+                    .ok_or(ViewError::TypeMismatch {
+                        collection: collection.name,
+                    })
+            }
+        }
+    }
+
+    /// A document to change, created with `init` if it does not exist.
+    pub fn upsert_with<T: Document>(
+        &mut self,
+        collection: Collection<T>,
+        key: &str,
+        init: impl FnOnce() -> T,
+    ) -> Result<&mut T, ViewError> {
+        let slot = self.slot(collection, key)?;
+        slot.dirty = true;
+        let held = slot
+            .value
+            .get_or_insert_with(|| Box::new(init()) as Box<dyn Held>);
+        held.as_any_mut()
+            .downcast_mut::<T>()
+            .ok_or(ViewError::TypeMismatch {
+                collection: collection.name,
+            })
+    }
+
+    /// A document to change, created as `T::default()` if it does not exist.
+    pub fn upsert<T: Document + Default>(
+        &mut self,
+        collection: Collection<T>,
+        key: &str,
+    ) -> Result<&mut T, ViewError> {
+        self.upsert_with(collection, key, T::default)
+    }
+
+    /// Replaces (or creates) a document.
+    pub fn put<T: Document>(
+        &mut self,
+        collection: Collection<T>,
+        key: &str,
+        doc: T,
+    ) -> Result<(), ViewError> {
+        let slot = self.slot(collection, key)?;
+        slot.value = Some(Box::new(doc));
+        slot.dirty = true;
+        Ok(())
+    }
+
+    /// Removes a document.
+    pub fn remove<T: Document>(
+        &mut self,
+        collection: Collection<T>,
+        key: &str,
+    ) -> Result<(), ViewError> {
+        let slot = self.slot(collection, key)?;
+        slot.value = None;
+        slot.dirty = true;
+        Ok(())
+    }
+
+    /// The last applied version of a stream, counting this transaction.
+    pub fn position(&self, stream: &str) -> Result<Option<u64>, ViewError> {
+        match self
+            .positions
+            .get(stream)
+            .or_else(|| self.known_positions.get(stream))
+        {
+            Some(version) => Ok(Some(*version)),
+            None => self.db.position(stream),
+        }
+    }
+
+    /// Whether a stored event was skipped as poison, counting this transaction.
+    pub fn poisoned(&self, stream: &str, version: u64) -> Result<Option<String>, ViewError> {
+        if let Some((_, _, reason)) = self
+            .poisoned
+            .iter()
+            .find(|(s, v, _)| s == stream && *v == version)
+        {
+            return Ok(Some(reason.clone()));
+        }
+        self.db.poisoned(stream, version)
+    }
+
+    /// Records that `version` of `stream` (at global `position`) was applied.
+    pub fn mark_applied(&mut self, stream: &str, version: u64, position: u64) {
+        self.set_position(stream, version, position);
+        self.events += 1;
+    }
+
+    /// Records that the stream is known to be applied up to `version` (an
+    /// event at or below the swept position), without applying anything.
+    pub fn mark_known(&mut self, stream: &str, version: u64) {
+        if self.rebuild.is_none() {
+            self.positions.insert(stream.to_owned(), version);
+        }
+    }
+
+    /// Writes a stream's position even in a rebuild (for long streams,
+    /// which would be slow to look up in the store later).
+    pub fn keep_position(&mut self, stream: &str, version: u64) {
+        self.positions.insert(stream.to_owned(), version);
+    }
+
+    /// The swept position, counting this transaction.
+    pub fn swept(&self) -> Option<u64> {
+        self.swept
+    }
+
+    /// Moves the swept position to `position`: every event up to it has
+    /// been read in order and applied, ignored or skipped.
+    pub fn set_swept(&mut self, position: u64) {
+        if self.swept.is_none_or(|swept| position > swept) {
+            self.swept = Some(position);
+            self.swept_changed = true;
+        }
+    }
+
+    /// Records that a stored event could not be applied and was skipped.
+    pub fn mark_poisoned(&mut self, stream: &str, version: u64, position: u64, reason: &str) {
+        self.set_position(stream, version, position);
+        self.poisoned
+            .push((stream.to_owned(), version, reason.to_owned()));
+        self.skipped += 1;
+    }
+
+    fn set_position(&mut self, stream: &str, version: u64, position: u64) {
+        if self.rebuild.is_some() {
+            // A rebuild's positions are implied by its swept position.
+            self.note_position(position);
+            return;
+        }
+        match self.positions.get_mut(stream) {
+            Some(last) => *last = version,
+            None => {
+                self.positions.insert(stream.to_owned(), version);
+            }
+        }
+        self.note_position(position);
+    }
+
+    /// Moves the applied position forward (to `position` if it is higher):
+    /// also for events of categories this view ignores.
+    pub fn note_position(&mut self, position: u64) {
+        self.applied_position = Some(self.applied_position.map_or(position, |p| p.max(position)));
+    }
+
+    /// How many events were applied in this transaction.
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+
+    /// How many documents this transaction holds in memory.
+    pub fn held_documents(&self) -> usize {
+        self.docs.len()
+    }
+
+    /// Whether committing would write anything.
+    pub fn is_empty(&self) -> bool {
+        self.applied_position.is_none()
+            && !self.swept_changed
+            && self.positions.is_empty()
+            && self.docs.values().all(|slot| !slot.dirty)
+    }
+
+    /// Writes every change in one atomic sled batch (not flushed: call
+    /// [`ViewDb::flush`] before acknowledging anything).
+    pub fn commit(self) -> Result<CommitStats, ViewError> {
+        self.commit_carrying(0).map(|(stats, _)| stats)
+    }
+
+    /// Like [`ViewTx::commit`], and hands back what the transaction held for
+    /// the next one, unless it holds more than `max_documents` documents
+    /// (then nothing: the next transaction starts cold).
+    pub fn commit_carrying(
+        mut self,
+        max_documents: usize,
+    ) -> Result<(CommitStats, Option<Carry>), ViewError> {
+        let (writes, stats) = self.take_writes()?;
+        let mut batch = sled::Batch::default();
+        for (key, value) in writes {
+            match value {
+                Some(value) => batch.insert(key, value),
+                None => batch.remove(key),
+            }
+        }
+        self.db.db.apply_batch(batch)?;
+        let carry = (self.docs.len() <= max_documents
+            && self.known_positions.len() <= max_documents.saturating_mul(4)
+            && self.rebuild.is_none())
+        .then(|| Carry {
+            db: Arc::as_ptr(&self.db) as usize,
+            docs: std::mem::take(&mut self.docs),
+            positions: std::mem::take(&mut self.known_positions),
+        });
+        Ok((stats, carry))
+    }
+
+    /// Writes every change in key order, in sled batches of at most
+    /// `batch_keys` keys: not atomic, for databases nobody reads yet (a
+    /// rebuild). sled keeps every page a batch touches in memory until the
+    /// batch ends, so one huge batch costs far more memory than many small ones.
+    pub fn commit_in_pieces(
+        mut self,
+        batch_keys: usize,
+    ) -> Result<(CommitStats, WrittenKeys), ViewError> {
+        let db = Arc::clone(&self.db);
+        let mut written = self.rebuild.take().unwrap_or_default();
+        let (mut writes, stats) = self.take_writes()?;
+        writes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        written.0.extend(
+            writes
+                .iter()
+                .filter(|(_, v)| v.is_some())
+                .map(|(k, _)| key_hash(k)),
+        );
+        for piece in writes.chunks(batch_keys.max(1)) {
+            let mut batch = sled::Batch::default();
+            for (key, value) in piece {
+                match value {
+                    Some(value) => batch.insert(key.as_slice(), value.as_slice()),
+                    None => batch.remove(key.as_slice()),
+                }
+            }
+            db.db.apply_batch(batch)?;
+        }
+        Ok((stats, written))
+    }
+
+    /// Every key to write (`None`: remove), and what they are; the
+    /// documents stay, marked clean, and the positions become known ones.
+    #[allow(clippy::type_complexity)]
+    fn take_writes(&mut self) -> Result<(Vec<(Vec<u8>, Option<Vec<u8>>)>, CommitStats), ViewError> {
+        let mut writes = Vec::with_capacity(self.docs.len() + self.positions.len() + 4);
+        let mut stats = CommitStats {
+            events: self.events,
+            ..CommitStats::default()
+        };
+        for (key, slot) in self.docs.iter_mut() {
+            if !slot.dirty {
+                continue;
+            }
+            slot.dirty = false;
+            match &slot.value {
+                Some(held) => {
+                    let bytes = held.encode().map_err(|source| ViewError::Encode {
+                        collection: slot.collection,
+                        key: String::from_utf8_lossy(key).into_owned(),
+                        source,
+                    })?;
+                    slot.stored = true;
+                    writes.push((key.clone(), Some(bytes)));
+                }
+                // Created and removed within this transaction: nothing to write.
+                None if !slot.stored => continue,
+                None => {
+                    slot.stored = false;
+                    writes.push((key.clone(), None));
+                }
+            }
+            stats.documents += 1;
+        }
+        stats.positions = self.positions.len();
+        for (stream, version) in self.positions.drain() {
+            writes.push((position_key(&stream), Some(version.to_be_bytes().to_vec())));
+            self.known_positions.insert(stream, version);
+        }
+        for (stream, version, reason) in std::mem::take(&mut self.poisoned) {
+            writes.push((poisoned_key(&stream, version), Some(reason.into_bytes())));
+        }
+        let meta = self.db.meta()?;
+        if let Some(position) = self.applied_position {
+            let position = meta.applied_position.map_or(position, |p| p.max(position));
+            writes.push((
+                meta_key(META_APPLIED_POSITION),
+                Some(position.to_be_bytes().to_vec()),
+            ));
+        }
+        if self.swept_changed {
+            if let Some(swept) = self.swept {
+                writes.push((meta_key(META_SWEPT), Some(swept.to_be_bytes().to_vec())));
+            }
+        }
+        if self.events > 0 {
+            writes.push((
+                meta_key(META_EVENTS),
+                Some((meta.events_applied + self.events).to_be_bytes().to_vec()),
+            ));
+        }
+        if self.skipped > 0 {
+            writes.push((
+                meta_key(META_SKIPPED),
+                Some((meta.skipped + self.skipped).to_be_bytes().to_vec()),
+            ));
+        }
+        Ok((writes, stats))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+    struct Counter {
+        n: u64,
+    }
+
+    const COUNTERS: Collection<Counter> = Collection::new("counters");
+
+    fn db() -> Arc<ViewDb> {
+        Arc::new(ViewDb::temporary().unwrap())
+    }
+
+    #[test]
+    fn changes_are_invisible_until_commit_and_then_all_visible() {
+        let db = db();
+        let mut tx = db.begin().unwrap();
+        tx.upsert(COUNTERS, "a").unwrap().n += 2;
+        tx.upsert(COUNTERS, "a").unwrap().n += 3;
+        tx.mark_applied("order-1", 0, 7);
+        assert_eq!(db.get(COUNTERS, "a").unwrap(), None);
+        assert_eq!(db.position("order-1").unwrap(), None);
+        assert_eq!(tx.position("order-1").unwrap(), Some(0));
+        let stats = tx.commit().unwrap();
+        assert_eq!(stats.documents, 1);
+        assert_eq!(db.get(COUNTERS, "a").unwrap(), Some(Counter { n: 5 }));
+        assert_eq!(db.position("order-1").unwrap(), Some(0));
+        let meta = db.meta().unwrap();
+        assert_eq!(meta.applied_position, Some(7));
+        assert_eq!(meta.events_applied, 1);
+    }
+
+    #[test]
+    fn a_transaction_reads_committed_documents_and_can_remove_them() {
+        let db = db();
+        let mut tx = db.begin().unwrap();
+        tx.put(COUNTERS, "a", Counter { n: 1 }).unwrap();
+        tx.put(COUNTERS, "b", Counter { n: 2 }).unwrap();
+        tx.commit().unwrap();
+        let mut tx = db.begin().unwrap();
+        assert_eq!(tx.get(COUNTERS, "a").unwrap(), Some(&Counter { n: 1 }));
+        tx.remove(COUNTERS, "a").unwrap();
+        assert_eq!(tx.get(COUNTERS, "a").unwrap(), None);
+        tx.commit().unwrap();
+        let all: Vec<_> = db.scan(COUNTERS, None).map(Result::unwrap).collect();
+        assert_eq!(all, vec![("b".to_owned(), Counter { n: 2 })]);
+    }
+
+    #[test]
+    fn scanning_after_a_key_starts_past_it_and_stays_in_the_collection() {
+        let db = db();
+        let mut tx = db.begin().unwrap();
+        for key in ["a", "ab", "b", "c"] {
+            tx.put(COUNTERS, key, Counter::default()).unwrap();
+        }
+        tx.put(
+            Collection::<Counter>::new("counters2"),
+            "z",
+            Counter::default(),
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        let keys: Vec<String> = db
+            .scan(COUNTERS, Some("a"))
+            .map(|item| item.unwrap().0)
+            .collect();
+        assert_eq!(keys, ["ab", "b", "c"]);
+    }
+
+    #[test]
+    fn the_applied_position_never_moves_back() {
+        let db = db();
+        let mut tx = db.begin().unwrap();
+        tx.note_position(10);
+        tx.commit().unwrap();
+        let mut tx = db.begin().unwrap();
+        tx.note_position(4);
+        tx.commit().unwrap();
+        assert_eq!(db.meta().unwrap().applied_position, Some(10));
+    }
+
+    #[test]
+    fn a_poisoned_event_moves_the_stream_on_and_is_remembered_with_its_reason() {
+        let db = db();
+        let mut tx = db.begin().unwrap();
+        tx.mark_poisoned("order-1", 0, 3, "bad payload");
+        assert_eq!(
+            tx.poisoned("order-1", 0).unwrap().as_deref(),
+            Some("bad payload")
+        );
+        tx.commit().unwrap();
+        assert_eq!(db.position("order-1").unwrap(), Some(0));
+        assert_eq!(
+            db.poisoned("order-1", 0).unwrap().as_deref(),
+            Some("bad payload")
+        );
+        assert_eq!(db.meta().unwrap().skipped, 1);
+        assert_eq!(db.content().count(), 0, "poison is not content");
+    }
+
+    #[test]
+    fn a_transaction_carried_over_sees_and_changes_what_the_last_one_wrote() {
+        let db = db();
+        let mut tx = db.begin().unwrap();
+        tx.put(COUNTERS, "a", Counter { n: 1 }).unwrap();
+        tx.put(COUNTERS, "gone", Counter { n: 9 }).unwrap();
+        tx.mark_applied("order-1", 0, 0);
+        let (_, carry) = tx.commit_carrying(100).unwrap();
+        let carry = carry.unwrap();
+        assert_eq!(carry.documents(), 2);
+        let mut tx = db.begin_with(Some(carry)).unwrap();
+        assert_eq!(tx.position("order-1").unwrap(), Some(0));
+        tx.upsert(COUNTERS, "a").unwrap().n += 1;
+        tx.remove(COUNTERS, "gone").unwrap();
+        let (_, carry) = tx.commit_carrying(100).unwrap();
+        assert_eq!(db.get(COUNTERS, "a").unwrap(), Some(Counter { n: 2 }));
+        assert_eq!(db.get(COUNTERS, "gone").unwrap(), None);
+        // Nothing left dirty: committing the carried documents again writes nothing.
+        let tx = db.begin_with(carry).unwrap();
+        assert!(tx.is_empty());
+        assert_eq!(tx.commit().unwrap().documents, 0);
+    }
+
+    #[test]
+    fn a_carry_from_another_database_or_over_the_limit_is_not_used() {
+        let first = db();
+        let second = db();
+        let mut tx = first.begin().unwrap();
+        tx.put(COUNTERS, "a", Counter { n: 1 }).unwrap();
+        let (_, carry) = tx.commit_carrying(100).unwrap();
+        let mut tx = second.begin_with(carry).unwrap();
+        assert_eq!(tx.get(COUNTERS, "a").unwrap(), None);
+        tx.put(COUNTERS, "a", Counter { n: 5 }).unwrap();
+        tx.put(COUNTERS, "b", Counter { n: 6 }).unwrap();
+        let (_, carry) = tx.commit_carrying(1).unwrap();
+        assert!(carry.is_none());
+    }
+
+    #[test]
+    fn a_corrupt_document_is_an_error_naming_it() {
+        let db = db();
+        db.db
+            .insert(doc_key("counters", "a"), b"nope".as_slice())
+            .unwrap();
+        let mut tx = db.begin().unwrap();
+        let err = tx.get(COUNTERS, "a").unwrap_err();
+        assert!(err.to_string().contains("counters/a"), "{err}");
+    }
+}

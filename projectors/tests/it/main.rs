@@ -1,0 +1,9 @@
+//! Integration tests of the projectors crate: view logic, exactly-once
+//! application, the read API, replay, and the runtime against RabbitMQ.
+
+mod api;
+mod exactly_once;
+mod rabbitmq;
+mod replay;
+mod support;
+mod views;

@@ -1,0 +1,206 @@
+//! Rebuilding views from a real event store (files in a temp dir): offline
+//! and live, with the same digest as the views built incrementally.
+
+use std::{path::Path, sync::Arc, time::Duration};
+
+use axum::{body::Body, http::Request};
+use event_store::{Store, StoreOptions};
+use projectors::{
+    layout::ViewDir,
+    replay::{digest_offline, replay_offline, store_dir},
+    router,
+    runtime::{Projector, RuntimeSettings},
+    source::{SharedSource, StoreSource},
+    viewdb::DbOptions,
+    workload::{self, WorkloadOptions},
+    ProjectorName,
+};
+use serde_json::Value;
+use service_runtime::shutdown::Shutdown;
+use tower::ServiceExt;
+
+async fn store_with_history(data: &Path, events: usize, seed: u64) -> Store {
+    let store = Store::open(store_dir(data), StoreOptions::default())
+        .await
+        .unwrap();
+    let history = workload::generate(WorkloadOptions {
+        events,
+        seed,
+        ..WorkloadOptions::default()
+    })
+    .unwrap();
+    let appends = workload::new_events(&history, seed).unwrap();
+    workload::append_to_store(&store, appends, 16)
+        .await
+        .unwrap();
+    store
+}
+
+/// Waits, with a deadline, until the projector has applied the store's last event.
+async fn caught_up(projector: &Projector, head: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut commits = projector.commits();
+    loop {
+        let applied = projector.db().meta().unwrap().applied_position;
+        if applied == Some(head - 1) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stuck at {applied:?} of {head}"
+        );
+        let _ = tokio::time::timeout_at(deadline, commits.changed()).await;
+    }
+}
+
+/// Runs a projector following the store until it has everything, and
+/// returns its digest; the projector is closed afterwards.
+async fn follow(data: &Path, name: ProjectorName, store: &Store) -> String {
+    let source: SharedSource = Arc::new(StoreSource::new(store.clone()));
+    let projector = Projector::open(
+        name,
+        ViewDir::new(data, name),
+        source,
+        None,
+        RuntimeSettings::default(),
+    )
+    .unwrap();
+    let shutdown = Shutdown::new();
+    let task = tokio::spawn(Arc::clone(&projector).follow_store(shutdown.clone()));
+    caught_up(&projector, store.head()).await;
+    let digest = projector.digest().await.unwrap();
+    shutdown.trigger();
+    task.await.unwrap().unwrap();
+    digest
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_replay_rebuilds_every_view_with_the_digest_of_the_live_one_and_swaps_it_in() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path();
+    let store = store_with_history(data, 3000, 11).await;
+    let mut live = Vec::new();
+    for name in ProjectorName::ALL {
+        live.push((name, follow(data, name, &store).await));
+    }
+    let report = replay_offline(
+        &ProjectorName::ALL,
+        data,
+        store.clone(),
+        DbOptions::default(),
+        Arc::new(|_, _| {}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.rebuild.events, store.head());
+    for ((name, live_digest), replayed) in live.iter().zip(&report.replayed) {
+        assert_eq!(replayed.name, *name);
+        assert_eq!(&replayed.digest, live_digest, "{name}");
+        let dir = ViewDir::new(data, *name);
+        assert_eq!(
+            dir.current().unwrap().unwrap().0,
+            2,
+            "{name} swapped to its second generation"
+        );
+        assert_eq!(
+            digest_offline(*name, data, DbOptions::default())
+                .unwrap()
+                .as_deref(),
+            Some(live_digest.as_str())
+        );
+    }
+    // The first generations are gone.
+    assert!(!ViewDir::new(data, ProjectorName::Orders)
+        .root()
+        .join("gen-000001")
+        .exists());
+    store.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_replay_refuses_to_touch_the_view_of_a_running_projector() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path();
+    let store = store_with_history(data, 200, 12).await;
+    let source: SharedSource = Arc::new(StoreSource::new(store.clone()));
+    let name = ProjectorName::Carts;
+    let running = Projector::open(
+        name,
+        ViewDir::new(data, name),
+        source,
+        None,
+        RuntimeSettings::default(),
+    )
+    .unwrap();
+    let error = replay_offline(
+        &[name],
+        data,
+        store.clone(),
+        DbOptions::default(),
+        Arc::new(|_, _| {}),
+    )
+    .await
+    .unwrap_err();
+    assert!(format!("{error:#}").contains("running"), "{error:#}");
+    assert_eq!(ViewDir::new(data, name).current().unwrap().unwrap().0, 1);
+    drop(running);
+    store.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_replay_rebuilds_beside_the_served_view_and_swaps_it_in_with_the_same_digest() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path();
+    let store = store_with_history(data, 2000, 13).await;
+    let source: SharedSource = Arc::new(StoreSource::new(store.clone()));
+    let name = ProjectorName::Notifications;
+    let projector = Projector::open(
+        name,
+        ViewDir::new(data, name),
+        source,
+        None,
+        RuntimeSettings::default(),
+    )
+    .unwrap();
+    let shutdown = Shutdown::new();
+    let task = tokio::spawn(Arc::clone(&projector).follow_store(shutdown.clone()));
+    caught_up(&projector, store.head()).await;
+    let before = projector.digest().await.unwrap();
+
+    let app = router(Arc::clone(&projector));
+    let response = app
+        .clone()
+        .oneshot(Request::post("/admin/replay").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), axum::http::StatusCode::ACCEPTED);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let progress = loop {
+        let response = app
+            .clone()
+            .oneshot(Request::get("/admin/replay").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let progress: Value = serde_json::from_slice(&bytes).unwrap();
+        if progress["state"] != "running" {
+            break progress;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "replay never finished"
+        );
+        let mut commits = projector.commits();
+        let _ = tokio::time::timeout(Duration::from_millis(50), commits.changed()).await;
+    };
+    assert_eq!(progress["state"], "done", "{progress}");
+    assert_eq!(progress["digest"], before.as_str());
+    assert_eq!(progress["processed"], store.head());
+    assert_eq!(projector.digest().await.unwrap(), before);
+    assert_eq!(ViewDir::new(data, name).current().unwrap().unwrap().0, 2);
+    shutdown.trigger();
+    task.await.unwrap().unwrap();
+    store.shutdown().await.unwrap();
+}

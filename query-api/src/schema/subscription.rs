@@ -1,0 +1,157 @@
+//! `orderUpdates(orderId)`: the order now, then once per status change, in
+//! order, until it is delivered or cancelled.
+//!
+//! How: the gateway follows the orders projector by position. It polls
+//! `GET /positions?stream=order-<id>` (cheap) and reads the document only
+//! when the position moved. Every status change is an entry of the order's
+//! `timeline`, so the subscription emits one update per timeline entry it has
+//! not emitted yet, each the order as it was at that entry. Two changes
+//! between two polls therefore still give two updates, in order; and a
+//! subscription that starts between two changes starts from the document it
+//! read, whose timeline already holds the first, then follows. The position is
+//! read before the document, so the document is never older than the position
+//! the subscription believes it has seen.
+//!
+//! A projector outage during the subscription is waited out (its circuit
+//! breaker keeps the polling cheap); the stream ends when the server stops.
+
+use std::{sync::Arc, time::Duration};
+
+use async_graphql::{Context, Subscription, ID};
+use futures::{stream, Stream, StreamExt};
+
+use super::{arguments, gateway, request, types::Order, Gateway};
+use crate::{
+    auth::Identity,
+    backend::{Actor, Projector, View},
+    error::GatewayError,
+    views::OrderDoc,
+};
+
+/// The subscription root.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SubscriptionRoot;
+
+async fn read_order(gateway: &Gateway, order_id: &str) -> Result<Option<OrderDoc>, GatewayError> {
+    let mut documents = gateway
+        .read_models
+        .batch(View::Orders, &[order_id.to_owned()])
+        .await?;
+    documents
+        .remove(order_id)
+        .flatten()
+        .map(|document| {
+            serde_json::from_value(document).map_err(|_| GatewayError::Unavailable {
+                service: Projector::Orders.to_string(),
+                message: "malformed order".to_owned(),
+            })
+        })
+        .transpose()
+}
+
+fn may_read(identity: &Identity, order: &OrderDoc) -> Result<(), GatewayError> {
+    match identity.require_actor()? {
+        Actor::Admin => Ok(()),
+        Actor::Customer(id)
+            if uuid::Uuid::parse_str(&order.customer_id).is_ok_and(|owner| owner == id) =>
+        {
+            Ok(())
+        }
+        Actor::Customer(_) => Err(GatewayError::not_found(format!("order {}", order.order_id))),
+    }
+}
+
+struct Follow {
+    gateway: Arc<Gateway>,
+    order_id: String,
+    stream: String,
+    position: Option<u64>,
+    emitted: usize,
+    finished: bool,
+}
+
+impl Follow {
+    /// Waits for the next status changes; `None` when the stream is over.
+    async fn next_changes(mut self) -> Option<(Vec<Order>, Self)> {
+        let mut pause = self.gateway.wait.poll_interval;
+        loop {
+            if self.finished || self.gateway.shutdown.is_triggered() {
+                return None;
+            }
+            tokio::select! {
+                // A poll interval: the projector is another process with no push channel.
+                () = tokio::time::sleep(pause) => {}
+                () = self.gateway.shutdown.wait() => return None,
+            }
+            match self.poll().await {
+                Ok(updates) if updates.is_empty() => pause = self.gateway.wait.poll_interval,
+                Ok(updates) => return Some((updates, self)),
+                Err(error) => {
+                    tracing::debug!(order_id = %self.order_id, %error, "order updates: projector unavailable; retrying");
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
+    async fn poll(&mut self) -> Result<Vec<Order>, GatewayError> {
+        let position = self
+            .gateway
+            .read_models
+            .position(Projector::Orders, &self.stream)
+            .await?;
+        if position == self.position {
+            return Ok(Vec::new());
+        }
+        let Some(doc) = read_order(&self.gateway, &self.order_id).await? else {
+            return Ok(Vec::new());
+        };
+        let mut updates = Vec::new();
+        for index in self.emitted..doc.timeline.len() {
+            let update = Order::at_timeline_entry(&doc, index)?;
+            self.finished |= update.current_status().is_final();
+            updates.push(update);
+        }
+        self.position = position;
+        self.emitted = self.emitted.max(doc.timeline.len());
+        Ok(updates)
+    }
+}
+
+#[Subscription]
+impl SubscriptionRoot {
+    /// The order now, then again on every status change, in order, until it
+    /// is delivered or cancelled. A customer may follow their own orders, the
+    /// admin any.
+    async fn order_updates(
+        &self,
+        ctx: &Context<'_>,
+        order_id: ID,
+    ) -> Result<impl Stream<Item = Order>, GatewayError> {
+        let gateway = Arc::clone(gateway(ctx)?);
+        let identity = &request(ctx)?.identity;
+        identity.require_actor()?;
+        let order_id = arguments::order_id("orderId", &order_id)?.to_string();
+        let stream_name = format!("order-{order_id}");
+        let position = gateway
+            .read_models
+            .position(Projector::Orders, &stream_name)
+            .await?;
+        let doc = read_order(&gateway, &order_id)
+            .await?
+            .ok_or_else(|| GatewayError::not_found(format!("order {order_id}")))?;
+        may_read(identity, &doc)?;
+        let current = Order::from_doc(Arc::new(doc.clone()))?;
+        let follow = Follow {
+            gateway,
+            order_id,
+            stream: stream_name,
+            position,
+            emitted: doc.timeline.len(),
+            finished: current.current_status().is_final(),
+        };
+        metrics::counter!("query_api_subscriptions_total").increment(1);
+        let changes = stream::unfold(follow, Follow::next_changes).flat_map(stream::iter);
+        Ok(stream::once(async move { current }).chain(changes))
+    }
+}

@@ -1,0 +1,347 @@
+//! `shop bench e2e`: orders through the whole multi-process pipeline.
+//!
+//! Method: [`Topology::spawn`] starts every component as its own process
+//! (store, eight command services, saga, ten projectors, query API) against
+//! RabbitMQ in a namespace of its own. For each rate asked for, a load step
+//! (the same open-loop one the scenarios use) places single-line orders
+//! through GraphQL for a fixed time and follows each to `CONFIRMED` through
+//! the orders view, which gives the latency from the `placeOrder` mutation
+//! to the confirmed status being readable. After the last order, the run
+//! waits until every projector has applied the whole log (`lag_events` 0 on
+//! every `/status`); that time is reported as `views_caught_up_ms`, and the
+//! throughput "with every view caught up" is the orders placed divided by
+//! the time from the first order until then. CPU seconds and peak RSS of
+//! every process are read from `/proc`.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use serde_json::{json, Value};
+
+use crate::format::parse_str;
+use crate::runner::{RunOptions, ScenarioRunner};
+use crate::topology::{ComponentKind, Topology, TopologyConfig};
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct E2eOptions {
+    /// The `shop` binary to spawn (the running one, normally).
+    pub program: PathBuf,
+    /// RabbitMQ.
+    pub amqp: String,
+    /// Orders per second of each run.
+    pub rates: Vec<f64>,
+    /// How long each run places orders.
+    pub duration: Duration,
+    /// Customers placing them.
+    pub customers: u32,
+    /// How long the views may take to catch up after a run.
+    pub settle: Duration,
+}
+
+impl Default for E2eOptions {
+    fn default() -> Self {
+        Self {
+            program: PathBuf::from("shop"),
+            amqp: crate::topology::DEFAULT_AMQP.to_owned(),
+            rates: vec![150.0, 300.0],
+            duration: Duration::from_secs(10),
+            customers: 50,
+            settle: Duration::from_secs(60),
+        }
+    }
+}
+
+/// CPU ticks and memory of one process, from `/proc/<pid>/{stat,status}`.
+#[derive(Clone, Copy, Debug, Default)]
+struct ProcessSample {
+    cpu_ticks: u64,
+    rss_kib: u64,
+    peak_rss_kib: u64,
+}
+
+fn sample(pid: u32) -> Option<ProcessSample> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start after ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 here.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find(|line| line.starts_with(key))
+            .and_then(|line| line.split_whitespace().nth(1))
+            .and_then(|value| value.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Some(ProcessSample {
+        cpu_ticks: utime + stime,
+        rss_kib: kib("VmRSS:"),
+        peak_rss_kib: kib("VmHWM:"),
+    })
+}
+
+fn ticks_per_second() -> f64 {
+    // Linux has used 100 clock ticks per second on every mainstream platform
+    // for decades; sysconf would need libc here for no real gain.
+    100.0
+}
+
+fn scenario_text(rate: f64, duration: Duration, customers: u32, settle: Duration) -> String {
+    let orders = (rate * duration.as_secs_f64()).ceil() as u64;
+    format!(
+        r#"name = "e2e {rate}/s"
+
+[vars]
+sku = "E2E-${{run_id}}"
+
+[[step]]
+name = "admin adds a product with plenty of stock"
+as = "admin"
+graphql = '''
+mutation {{
+  addProduct(input: {{sku: "${{sku}}", name: "Bench mug ${{run_id}}", description: "d", priceCents: 1500, category: "kitchen"}}) {{ id }}
+  restock(sku: "${{sku}}", quantity: {stock}) {{ id }}
+}}'''
+
+[[step]]
+name = "the stock is visible"
+wait = 'query {{ inventory(sku: "${{sku}}") {{ available }} }}'
+within = "30s"
+expect = [{{ path = "inventory.available", equals = {stock} }}]
+
+[[step]]
+name = "{rate} orders/s for {secs} s"
+as = "e2e-${{index}}"
+
+  [step.load]
+  rate = {rate}
+  duration = "{secs}s"
+  customers = {customers}
+  settle = "{settle}s"
+  poll = "50ms"
+  order = '''
+mutation {{
+  placeOrder(input: {{lines: [{{sku: "${{sku}}", quantity: 1}}], paymentToken: "tok_visa", shippingAddress: "${{n}} Bench Road"}}) {{ id }}
+}}'''
+  order_id = "placeOrder.id"
+"#,
+        stock = orders * 2 + 10,
+        secs = duration.as_secs(),
+        settle = settle.as_secs(),
+    )
+}
+
+/// Waits until every projector reports no lag against the store; returns how long it took.
+async fn views_caught_up(
+    http: &reqwest::Client,
+    topology: &Topology,
+    deadline: Duration,
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let projectors: Vec<String> = topology
+        .components()
+        .iter()
+        .filter(|c| matches!(c.kind, ComponentKind::Projector(_)))
+        .map(|c| format!("{}/status", c.url))
+        .collect();
+    loop {
+        let mut behind = 0u64;
+        for url in &projectors {
+            let status: Value = http
+                .get(url)
+                .send()
+                .await
+                .with_context(|| format!("GET {url}"))?
+                .json()
+                .await
+                .with_context(|| format!("GET {url}: not JSON"))?;
+            behind += status["lag_events"].as_u64().unwrap_or(u64::MAX / 64);
+        }
+        if behind == 0 {
+            return Ok(started.elapsed());
+        }
+        anyhow::ensure!(
+            started.elapsed() < deadline,
+            "the views were still {behind} events behind after {deadline:?}"
+        );
+        // Polling a condition with a deadline, not a sleep as synchronisation.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Runs the benchmark, prints a table and returns every figure as one JSON object.
+pub async fn e2e(options: E2eOptions) -> anyhow::Result<Value> {
+    let mut config = TopologyConfig::new(&options.program);
+    config.amqp = options.amqp.clone();
+    let admin = config.admin.clone();
+    let topology = Topology::spawn(config)
+        .await
+        .context("failed to start the multi-process topology")?;
+    let http = reqwest::Client::new();
+    let result = run_rates(&options, &topology, &http, admin).await;
+    let exits = topology.shutdown().await;
+    let unclean: Vec<String> = exits
+        .iter()
+        .filter(|exit| exit.killed)
+        .map(|exit| exit.component.clone())
+        .collect();
+    if !unclean.is_empty() {
+        eprintln!("killed after the grace period: {}", unclean.join(", "));
+    }
+    result
+}
+
+async fn run_rates(
+    options: &E2eOptions,
+    topology: &Topology,
+    http: &reqwest::Client,
+    admin: crate::actors::AdminCredentials,
+) -> anyhow::Result<Value> {
+    let run_options = RunOptions {
+        admin,
+        ..RunOptions::from_env()
+    };
+    let runner = ScenarioRunner::new(topology.query_api_url(), run_options)
+        .context("failed to create the scenario runner")?;
+    let pids: Vec<(String, u32)> = topology
+        .components()
+        .iter()
+        .filter_map(|c| c.pid().map(|pid| (c.kind.name(), pid)))
+        .collect();
+    let mut runs = Vec::new();
+    println!(
+        "{:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11} {:>12} {:>9}",
+        "rate/s",
+        "placed",
+        "confirmed",
+        "achieved",
+        "p50 ms",
+        "p99 ms",
+        "caught-up ms",
+        "with views/s",
+        "cpu s"
+    );
+    for &rate in &options.rates {
+        let before: Vec<Option<ProcessSample>> = pids.iter().map(|(_, pid)| sample(*pid)).collect();
+        let text = scenario_text(rate, options.duration, options.customers, options.settle);
+        let scenario = parse_str(&text, std::path::Path::new("e2e.toml"))
+            .map_err(|error| anyhow::anyhow!("the e2e scenario does not parse: {error}"))?;
+        let report = runner.run(&scenario).await;
+        if let Some(failure) = &report.failure {
+            anyhow::bail!("the e2e run at {rate}/s failed: {failure}");
+        }
+        let load = report
+            .loads
+            .first()
+            .cloned()
+            .context("the e2e scenario reported no load figures")?;
+        let caught_up = views_caught_up(http, topology, options.settle).await?;
+        // From the first order to every view caught up: the load step
+        // (placing, then following every order to a final status) and the
+        // wait for the views after it.
+        let load_step = report
+            .steps
+            .last()
+            .map_or(load.duration, |step| step.elapsed);
+        let window = load_step + caught_up;
+        let with_views = load.placed as f64 / window.as_secs_f64().max(f64::EPSILON);
+        let after: Vec<Option<ProcessSample>> = pids.iter().map(|(_, pid)| sample(*pid)).collect();
+        let mut processes = serde_json::Map::new();
+        let mut cpu_total = 0.0;
+        let mut rss_total_kib = 0u64;
+        for (((name, _), before), after) in pids.iter().zip(&before).zip(&after) {
+            if let (Some(before), Some(after)) = (before, after) {
+                let cpu =
+                    (after.cpu_ticks.saturating_sub(before.cpu_ticks)) as f64 / ticks_per_second();
+                cpu_total += cpu;
+                rss_total_kib += after.rss_kib;
+                processes.insert(
+                    name.clone(),
+                    json!({
+                        "cpu_seconds": cpu,
+                        "rss_mb": after.rss_kib as f64 / 1024.0,
+                        "peak_rss_mb": after.peak_rss_kib as f64 / 1024.0,
+                    }),
+                );
+            }
+        }
+        let ms = |d: Option<Duration>| d.map(|d| (d.as_secs_f64() * 1000.0 * 10.0).round() / 10.0);
+        println!(
+            "{:>8.0} {:>9} {:>9} {:>9.1} {:>9} {:>9} {:>11.0} {:>12.1} {:>9.1}",
+            rate,
+            load.placed,
+            load.confirmed,
+            load.achieved_rate,
+            ms(load.p50).map_or("-".into(), |v| format!("{v:.1}")),
+            ms(load.p99).map_or("-".into(), |v| format!("{v:.1}")),
+            caught_up.as_secs_f64() * 1000.0,
+            with_views,
+            cpu_total,
+        );
+        runs.push(json!({
+            "target_rate": rate,
+            "duration_secs": load.duration.as_secs_f64(),
+            "placed": load.placed,
+            "confirmed": load.confirmed,
+            "cancelled": load.cancelled,
+            "failed": load.failed,
+            "pending": load.pending,
+            "achieved_rate": load.achieved_rate,
+            "confirmed_rate": load.confirmed_rate,
+            "p50_to_confirmed_ms": ms(load.p50),
+            "p99_to_confirmed_ms": ms(load.p99),
+            "max_to_confirmed_ms": ms(load.max),
+            "views_caught_up_ms": caught_up.as_secs_f64() * 1000.0,
+            "orders_per_second_with_views_caught_up": with_views,
+            "cpu_seconds_total": cpu_total,
+            "rss_total_mb": rss_total_kib as f64 / 1024.0,
+            "processes": processes,
+        }));
+    }
+    let rss_total_mb: f64 = pids
+        .iter()
+        .filter_map(|(_, pid)| sample(*pid))
+        .map(|s| s.rss_kib as f64 / 1024.0)
+        .sum();
+    let peak_rss_total_mb: f64 = pids
+        .iter()
+        .filter_map(|(_, pid)| sample(*pid))
+        .map(|s| s.peak_rss_kib as f64 / 1024.0)
+        .sum();
+    println!(
+        "system RSS (RabbitMQ excluded): {rss_total_mb:.0} MB now, {peak_rss_total_mb:.0} MB sum of peaks, over {} processes",
+        pids.len()
+    );
+    Ok(json!({
+        "benchmark": "e2e",
+        "processes": pids.len(),
+        "runs": runs,
+        "rss_total_mb": rss_total_mb,
+        "peak_rss_total_mb": peak_rss_total_mb,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_generated_scenario_parses_with_its_load_step() {
+        let text = scenario_text(150.0, Duration::from_secs(10), 50, Duration::from_secs(60));
+        let scenario = parse_str(&text, std::path::Path::new("e2e.toml")).expect("parses");
+        assert_eq!(scenario.name, "e2e 150/s");
+        assert_eq!(scenario.steps.len(), 3);
+    }
+
+    #[test]
+    fn a_process_samples_itself_from_proc() {
+        let me = sample(std::process::id()).expect("own /proc entry");
+        assert!(me.rss_kib > 0);
+        assert!(me.peak_rss_kib >= me.rss_kib);
+    }
+}
