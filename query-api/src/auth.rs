@@ -192,6 +192,10 @@ pub struct Authenticator {
     /// parallel sign-ups. A blocking flush on the blocking pool, serialised,
     /// does not; waiters that queue behind a flush are covered by the next.
     flush_lock: tokio::sync::Mutex<()>,
+    /// Bounds the argon2 work running at once to the cores there are: each
+    /// hash holds its memory cost (19 MiB by default) while it runs, so 50
+    /// sign-ups at once would otherwise take a gigabyte, and run no faster.
+    hashing: tokio::sync::Semaphore,
     credentials: sled::Tree,
     params: Params,
     encoding: EncodingKey,
@@ -304,6 +308,9 @@ impl Authenticator {
         Ok(Self {
             db,
             flush_lock: tokio::sync::Mutex::new(()),
+            hashing: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+            ),
             credentials,
             params,
             encoding: EncodingKey::from_secret(&settings.jwt_secret),
@@ -397,6 +404,7 @@ impl Authenticator {
     /// Hashes a password off the async threads (argon2 is meant to be slow).
     pub async fn hash_password(&self, password: String) -> Result<String, GatewayError> {
         let params = self.params.clone();
+        let _permit = self.hashing.acquire().await.map_err(GatewayError::internal)?;
         tokio::task::spawn_blocking(move || hash_with(&params, password.as_bytes()))
             .await
             .map_err(GatewayError::internal)?
@@ -422,6 +430,7 @@ impl Authenticator {
                 _ => (self.dummy_hash.clone(), None),
             }
         };
+        let _permit = self.hashing.acquire().await.map_err(GatewayError::internal)?;
         let matches = tokio::task::spawn_blocking(move || verify(&hash, password.as_bytes()))
             .await
             .map_err(GatewayError::internal)?;
