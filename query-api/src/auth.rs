@@ -264,8 +264,10 @@ fn verify(hash: &str, password: &[u8]) -> bool {
 impl Authenticator {
     /// Opens (or creates) the credentials database in `dir`.
     pub fn open(dir: &Path, settings: AuthSettings) -> Result<Self, AuthError> {
+        // A record per customer: a small page cache is plenty.
         let db = sled::Config::new()
             .path(dir.join("credentials"))
+            .cache_capacity(8 * 1024 * 1024)
             .open()
             .map_err(|source| AuthError::Open {
                 path: dir.display().to_string(),
