@@ -59,6 +59,10 @@ struct ProcessSample {
     cpu_ticks: u64,
     rss_kib: u64,
     peak_rss_kib: u64,
+    /// Proportional set size: private pages plus a share of the pages
+    /// mapped by several processes (the `shop` binary's code, mostly), so
+    /// a sum over processes counts every page once.
+    pss_kib: u64,
 }
 
 fn sample(pid: u32) -> Option<ProcessSample> {
@@ -78,10 +82,21 @@ fn sample(pid: u32) -> Option<ProcessSample> {
             .and_then(|value| value.parse::<u64>().ok())
             .unwrap_or(0)
     };
+    let pss_kib = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .ok()
+        .and_then(|rollup| {
+            rollup
+                .lines()
+                .find(|line| line.starts_with("Pss:"))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|value| value.parse::<u64>().ok())
+        })
+        .unwrap_or(0);
     Some(ProcessSample {
         cpu_ticks: utime + stime,
         rss_kib: kib("VmRSS:"),
         peak_rss_kib: kib("VmHWM:"),
+        pss_kib,
     })
 }
 
@@ -254,18 +269,21 @@ async fn run_rates(
         let mut processes = serde_json::Map::new();
         let mut cpu_total = 0.0;
         let mut rss_total_kib = 0u64;
+        let mut pss_total_kib = 0u64;
         for (((name, _), before), after) in pids.iter().zip(&before).zip(&after) {
             if let (Some(before), Some(after)) = (before, after) {
                 let cpu =
                     (after.cpu_ticks.saturating_sub(before.cpu_ticks)) as f64 / ticks_per_second();
                 cpu_total += cpu;
                 rss_total_kib += after.rss_kib;
+                pss_total_kib += after.pss_kib;
                 processes.insert(
                     name.clone(),
                     json!({
                         "cpu_seconds": cpu,
                         "rss_mb": after.rss_kib as f64 / 1024.0,
                         "peak_rss_mb": after.peak_rss_kib as f64 / 1024.0,
+                        "pss_mb": after.pss_kib as f64 / 1024.0,
                     }),
                 );
             }
@@ -300,21 +318,21 @@ async fn run_rates(
             "orders_per_second_with_views_caught_up": with_views,
             "cpu_seconds_total": cpu_total,
             "rss_total_mb": rss_total_kib as f64 / 1024.0,
+            "pss_total_mb": pss_total_kib as f64 / 1024.0,
             "processes": processes,
         }));
     }
-    let rss_total_mb: f64 = pids
-        .iter()
-        .filter_map(|(_, pid)| sample(*pid))
-        .map(|s| s.rss_kib as f64 / 1024.0)
-        .sum();
-    let peak_rss_total_mb: f64 = pids
-        .iter()
-        .filter_map(|(_, pid)| sample(*pid))
-        .map(|s| s.peak_rss_kib as f64 / 1024.0)
-        .sum();
+    let last: Vec<ProcessSample> = pids.iter().filter_map(|(_, pid)| sample(*pid)).collect();
+    let total = |field: fn(&ProcessSample) -> u64| {
+        last.iter().map(|s| field(s) as f64 / 1024.0).sum::<f64>()
+    };
+    let rss_total_mb = total(|s| s.rss_kib);
+    let peak_rss_total_mb = total(|s| s.peak_rss_kib);
+    let pss_total_mb = total(|s| s.pss_kib);
     println!(
-        "system RSS (RabbitMQ excluded): {rss_total_mb:.0} MB now, {peak_rss_total_mb:.0} MB sum of peaks, over {} processes",
+        "system memory (RabbitMQ excluded), over {} processes: RSS {rss_total_mb:.0} MB now, \
+         {peak_rss_total_mb:.0} MB sum of peaks; PSS {pss_total_mb:.0} MB now \
+         (shared code pages counted once)",
         pids.len()
     );
     Ok(json!({
@@ -323,6 +341,7 @@ async fn run_rates(
         "runs": runs,
         "rss_total_mb": rss_total_mb,
         "peak_rss_total_mb": peak_rss_total_mb,
+        "pss_total_mb": pss_total_mb,
     }))
 }
 
@@ -343,5 +362,6 @@ mod tests {
         let me = sample(std::process::id()).expect("own /proc entry");
         assert!(me.rss_kib > 0);
         assert!(me.peak_rss_kib >= me.rss_kib);
+        assert!(me.pss_kib > 0 && me.pss_kib <= me.rss_kib, "{me:?}");
     }
 }
