@@ -20,13 +20,20 @@ static INIT: Once = Once::new();
 
 type BoxedLayer = Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>;
 
+/// The log filter when `RUST_LOG` is not set. lapin logs every message the
+/// broker returns (at `warn`, with its whole body); the relay's returns are
+/// its everyday unroutable `fulfillment.*` events (docs/adr/0005), which it
+/// counts and reports itself, so that target only shows errors.
+pub const DEFAULT_FILTER: &str =
+    "info,lapin=warn,lapin::returned_messages=error,sled=warn,hyper=warn";
+
 /// Installs the global subscriber once; later calls do nothing, so tests and
 /// `shop dev` (many components in one process) can all call it.
 /// The filter comes from `RUST_LOG`, defaulting to `info`.
 pub fn init_tracing(format: LogFormat) {
     INIT.call_once(|| {
-        let filter = EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| EnvFilter::new("info,lapin=warn,sled=warn,hyper=warn"));
+        let filter =
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
         let lines: BoxedLayer = match format {
             LogFormat::Pretty => tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
@@ -115,5 +122,37 @@ mod otlp {
         if let Some(provider) = PROVIDER.get() {
             let _ = provider.shutdown();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing::Level;
+
+    /// Runs `check` under a subscriber with the default filter.
+    fn with_default_filter(check: impl FnOnce() -> bool) -> bool {
+        let subscriber = tracing_subscriber::registry().with(EnvFilter::new(DEFAULT_FILTER));
+        tracing::subscriber::with_default(subscriber, check)
+    }
+
+    #[test]
+    fn returned_messages_log_only_errors_and_the_rest_of_lapin_warnings() {
+        assert!(!with_default_filter(|| tracing::event_enabled!(
+            target: "lapin::returned_messages",
+            Level::WARN
+        )));
+        assert!(with_default_filter(|| tracing::event_enabled!(
+            target: "lapin::returned_messages",
+            Level::ERROR
+        )));
+        assert!(with_default_filter(|| tracing::event_enabled!(
+            target: "lapin::channel",
+            Level::WARN
+        )));
+        assert!(!with_default_filter(|| tracing::event_enabled!(
+            target: "lapin::channel",
+            Level::INFO
+        )));
     }
 }
