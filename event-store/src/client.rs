@@ -18,7 +18,10 @@ use serde::de::DeserializeOwned;
 use service_runtime::api_error::ErrorBody;
 
 use crate::store::{AppendResult, Direction, ExpectedVersion};
-use crate::wire::{AppendRequest, StoreInfo, BINARY_CONTENT_TYPE};
+use crate::wire::{
+    AppendFailure, AppendOutcome, AppendRequest, MultiAppendRequest, MultiAppendResponse,
+    StoreInfo, StreamAppend, BINARY_CONTENT_TYPE,
+};
 
 /// Why a call to the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -264,6 +267,73 @@ impl StoreClient {
             })
             .await?;
         Self::binary_body(response, Some(stream)).await
+    }
+
+    /// Appends to several streams in one request (`POST /appends`): each append
+    /// is checked against its own expected version and applied atomically on
+    /// its own; appends to the same stream are applied in order. The outer
+    /// error is the request's (nothing known to be written); the inner ones,
+    /// in the order of `appends`, are each append's, as
+    /// [`StoreClient::append`] would report them.
+    pub async fn append_many(
+        &self,
+        appends: Vec<StreamAppend>,
+    ) -> Result<Vec<Result<AppendResult, ClientError>>, ClientError> {
+        let count = appends.len();
+        let body = bytes::Bytes::from(codec::encode(&MultiAppendRequest { appends })?);
+        let url = format!("{}/appends", self.base);
+        let response = self
+            .send(&url, || {
+                self.http
+                    .post(&url)
+                    .timeout(REQUEST_TIMEOUT)
+                    .header(CONTENT_TYPE, BINARY_CONTENT_TYPE)
+                    .header(ACCEPT, BINARY_CONTENT_TYPE)
+                    .body(body.clone())
+            })
+            .await?;
+        let answer: MultiAppendResponse = Self::binary_body(response, None).await?;
+        if answer.results.len() != count {
+            return Err(ClientError::Rejected {
+                status: 200,
+                code: "unexpected_answer".into(),
+                message: format!("sent {count} appends, got {} results", answer.results.len()),
+            });
+        }
+        Ok(answer
+            .results
+            .into_iter()
+            .map(|outcome| match outcome {
+                AppendOutcome::Appended(result) => Ok(result),
+                AppendOutcome::Failed(failure) => Err(Self::failure_of(failure)),
+            })
+            .collect())
+    }
+
+    /// The error of one failed append of a multi-stream append.
+    fn failure_of(failure: AppendFailure) -> ClientError {
+        let AppendFailure {
+            status,
+            error,
+            message,
+            current_version,
+        } = failure;
+        match (status, error.as_str()) {
+            (409, "wrong_expected_version") => ClientError::WrongExpectedVersion {
+                current: current_version,
+            },
+            (409, "event_id_reused") => ClientError::EventIdReused { message },
+            (status, _) if status >= 500 => ClientError::Server {
+                status,
+                code: error,
+                message,
+            },
+            (status, _) => ClientError::Rejected {
+                status,
+                code: error,
+                message,
+            },
+        }
     }
 
     /// Reads up to `limit` events of `stream` from version `from` (`u64::MAX`

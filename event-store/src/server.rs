@@ -4,6 +4,9 @@
 //! [`crate::wire`] when asked with `Content-Type` / `Accept`):
 //!
 //! - `POST /streams/{stream}`: append;
+//! - `POST /appends`: appends to several streams in one request, each with its
+//!   own expected version and atomic on its own, answered per append (the
+//!   services batch concurrent commands on different streams this way);
 //! - `GET /streams/{stream}?from&limit&direction`: read a stream;
 //! - `GET /all?from&limit&wait_ms`: read the global log; with `wait_ms`, a long
 //!   poll that answers as soon as an event at `from` or later exists, or empty
@@ -26,7 +29,7 @@ use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use domain::codec;
 use domain::envelope::{NewEvent, RecordedEvent};
@@ -37,9 +40,12 @@ use service_runtime::shutdown::Shutdown;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::store::AppendResult;
 use crate::store::{AppendError, Direction, ExpectedVersion, ReadError, Store, StoreOptions};
 use crate::wire::{
-    self, AppendRequest, JsonAppendRequest, JsonEvent, JsonEvents, StoreInfo, BINARY_CONTENT_TYPE,
+    self, AppendFailure, AppendOutcome, AppendRequest, JsonAppendRequest, JsonEvent, JsonEvents,
+    JsonMultiAppendRequest, JsonStreamName, MultiAppendRequest, MultiAppendResponse, StoreInfo,
+    StreamAppend, BINARY_CONTENT_TYPE,
 };
 
 /// Configuration of `shop event-store`.
@@ -91,6 +97,8 @@ pub const MAX_WAIT: Duration = Duration::from_secs(60);
 pub const DEFAULT_READ_LIMIT: usize = 1000;
 /// The largest `limit` of a read; larger values are clamped to it.
 pub const MAX_READ_LIMIT: usize = 10_000;
+/// The most appends one `POST /appends` may carry.
+pub const MAX_APPENDS_PER_REQUEST: usize = 1000;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -133,6 +141,7 @@ pub fn router(state: ServerState) -> Router {
     let max_body_bytes = state.max_body_bytes;
     Router::new()
         .route("/streams/{stream}", get(read_stream).post(append))
+        .route("/appends", post(append_many))
         .route("/all", get(read_all))
         .route("/categories/{category}", get(read_category))
         .route("/info", get(info))
@@ -343,20 +352,22 @@ fn query_error(rejection: QueryRejection) -> ApiError {
     ApiError::bad_request("invalid_query", rejection.body_text())
 }
 
+fn json_error(error: serde_json::Error) -> ApiError {
+    use serde_json::error::Category;
+    match error.classify() {
+        Category::Data => ApiError::bad_request(
+            "invalid_body",
+            format!("the body does not have the expected shape: {error}"),
+        ),
+        Category::Syntax | Category::Eof | Category::Io => {
+            ApiError::bad_request("malformed_json", format!("the body is not JSON: {error}"))
+        }
+    }
+}
+
 /// Turns a JSON append body into the store's terms, with one error code per kind of mistake.
 fn parse_json_append(body: &[u8]) -> Result<(ExpectedVersion, Vec<NewEvent>), ApiError> {
-    let request: JsonAppendRequest = serde_json::from_slice(body).map_err(|error| {
-        use serde_json::error::Category;
-        match error.classify() {
-            Category::Data => ApiError::bad_request(
-                "invalid_body",
-                format!("the body does not have the expected shape: {error}"),
-            ),
-            Category::Syntax | Category::Eof | Category::Io => {
-                ApiError::bad_request("malformed_json", format!("the body is not JSON: {error}"))
-            }
-        }
-    })?;
+    let request: JsonAppendRequest = serde_json::from_slice(body).map_err(json_error)?;
     let expected = match &request.expected_version {
         None => {
             return Err(ApiError::bad_request(
@@ -429,6 +440,162 @@ async fn append(
     } else {
         Ok(Json(result).into_response())
     }
+}
+
+/// Turns a JSON multi-stream append body into the store's terms; an error
+/// names the entry (`index`).
+fn parse_json_multi_append(body: &[u8]) -> Result<Vec<StreamAppend>, ApiError> {
+    let request: JsonMultiAppendRequest = serde_json::from_slice(body).map_err(json_error)?;
+    let mut appends = Vec::with_capacity(request.appends.len());
+    for (index, raw) in request.appends.iter().enumerate() {
+        let in_entry = |error: ApiError| {
+            ApiError {
+                message: format!("appends[{index}]: {}", error.message),
+                ..error
+            }
+            .with("index", index)
+        };
+        let JsonStreamName { stream } = serde_json::from_str(raw.get())
+            .map_err(json_error)
+            .map_err(in_entry)?;
+        let (expected_version, events) =
+            parse_json_append(raw.get().as_bytes()).map_err(in_entry)?;
+        appends.push(StreamAppend {
+            stream,
+            expected_version,
+            events,
+        });
+    }
+    Ok(appends)
+}
+
+/// Submits every append at once, so the writer can group them into one
+/// commit; appends to the same stream go one after the other, in order.
+async fn append_all(
+    store: &Store,
+    appends: Vec<StreamAppend>,
+) -> Vec<Result<AppendResult, AppendError>> {
+    let count = appends.len();
+    let mut groups: Vec<Vec<(usize, StreamAppend)>> = Vec::new();
+    let mut group_of: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for (index, append) in appends.into_iter().enumerate() {
+        match group_of.get(&append.stream) {
+            Some(&group) => groups[group].push((index, append)),
+            None => {
+                group_of.insert(append.stream.clone(), groups.len());
+                groups.push(vec![(index, append)]);
+            }
+        }
+    }
+    let done = futures::future::join_all(groups.into_iter().map(|group| async move {
+        let mut results = Vec::with_capacity(group.len());
+        for (index, append) in group {
+            let result = store
+                .append(&append.stream, append.expected_version, append.events)
+                .await;
+            results.push((index, result));
+        }
+        results
+    }))
+    .await;
+    let mut results: Vec<Option<Result<AppendResult, AppendError>>> =
+        (0..count).map(|_| None).collect();
+    for (index, result) in done.into_iter().flatten() {
+        results[index] = Some(result);
+    }
+    results
+        .into_iter()
+        .map(|result| result.unwrap_or(Err(AppendError::Closed)))
+        .collect()
+}
+
+async fn append_many(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(body_error)?;
+    let appends = if sends_binary(&headers) {
+        let request: MultiAppendRequest = codec::decode(&body).map_err(|error| {
+            ApiError::bad_request(
+                "malformed_body",
+                format!("the body is not a binary multi-stream append request: {error}"),
+            )
+        })?;
+        request.appends
+    } else {
+        parse_json_multi_append(&body)?
+    };
+    if appends.is_empty() {
+        return Err(ApiError::bad_request(
+            "no_appends",
+            "a multi-stream append needs at least one append",
+        ));
+    }
+    if appends.len() > MAX_APPENDS_PER_REQUEST {
+        return Err(ApiError::bad_request(
+            "too_many_appends",
+            format!(
+                "a multi-stream append may carry at most {MAX_APPENDS_PER_REQUEST} appends, this one has {}",
+                appends.len()
+            ),
+        )
+        .with("max", MAX_APPENDS_PER_REQUEST));
+    }
+    let streams: Vec<String> = if wants_binary(&headers) {
+        Vec::new()
+    } else {
+        appends.iter().map(|append| append.stream.clone()).collect()
+    };
+    let results = append_all(&state.store, appends).await;
+    if wants_binary(&headers) {
+        let results = results
+            .into_iter()
+            .map(|result| match result {
+                Ok(appended) => AppendOutcome::Appended(appended),
+                Err(error) => {
+                    let error = append_error(error);
+                    AppendOutcome::Failed(AppendFailure {
+                        status: error.status.as_u16(),
+                        current_version: error
+                            .extra
+                            .get("current_version")
+                            .and_then(serde_json::Value::as_u64),
+                        error: error.code,
+                        message: error.message,
+                    })
+                }
+            })
+            .collect();
+        return binary_response(&MultiAppendResponse { results });
+    }
+    let results: Vec<serde_json::Value> = results
+        .into_iter()
+        .zip(streams)
+        .map(|(result, stream)| {
+            let mut body = serde_json::Map::new();
+            body.insert("stream".into(), stream.into());
+            match result {
+                Ok(appended) => {
+                    body.insert("first_position".into(), appended.first_position.into());
+                    body.insert("last_position".into(), appended.last_position.into());
+                    body.insert(
+                        "next_expected_version".into(),
+                        appended.next_expected_version.into(),
+                    );
+                }
+                Err(error) => {
+                    let error = append_error(error);
+                    body.insert("status".into(), error.status.as_u16().into());
+                    body.insert("error".into(), error.code.into());
+                    body.insert("message".into(), error.message.into());
+                    body.extend(error.extra);
+                }
+            }
+            serde_json::Value::Object(body)
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "results": results })).into_response())
 }
 
 fn events_response(headers: &HeaderMap, events: &[RecordedEvent]) -> Result<Response, ApiError> {

@@ -4,8 +4,10 @@
 //! compact binary form (`Content-Type` / `Accept: application/x-shop-bincode`)
 //! for the services, whose bodies are encoded by `domain::codec`:
 //! an append sends an [`AppendRequest`] and gets an
-//! [`AppendResult`](crate::store::AppendResult); reads get a `Vec<RecordedEvent>`.
-//! Errors are JSON in both forms.
+//! [`AppendResult`](crate::store::AppendResult); reads get a `Vec<RecordedEvent>`;
+//! a multi-stream append (`POST /appends`) sends a [`MultiAppendRequest`] and
+//! gets a [`MultiAppendResponse`], one [`AppendOutcome`] per stream.
+//! Errors of a whole request are JSON in both forms.
 
 use chrono::{DateTime, Utc};
 use domain::envelope::{NewEvent, RecordedEvent};
@@ -13,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use crate::store::ExpectedVersion;
+use crate::store::{AppendResult, ExpectedVersion};
 
 /// The media type of the binary form.
 pub const BINARY_CONTENT_TYPE: &str = "application/x-shop-bincode";
@@ -25,6 +27,57 @@ pub struct AppendRequest {
     pub expected_version: ExpectedVersion,
     /// The events, in order.
     pub events: Vec<NewEvent>,
+}
+
+/// One stream's part of a multi-stream append.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamAppend {
+    /// The stream.
+    pub stream: String,
+    /// What the stream's version must be.
+    pub expected_version: ExpectedVersion,
+    /// The events, in order.
+    pub events: Vec<NewEvent>,
+}
+
+/// The body of a binary multi-stream append (`POST /appends`): appends to
+/// several streams, each checked against its own expected version and
+/// applied atomically on its own; appends to the same stream are applied in
+/// the order given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MultiAppendRequest {
+    /// The appends, answered in this order.
+    pub appends: Vec<StreamAppend>,
+}
+
+/// Why one append of a multi-stream append was not done (nothing of it was
+/// written): what `POST /streams/{stream}` would have answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppendFailure {
+    /// The HTTP status a single append would have had.
+    pub status: u16,
+    /// The error code, e.g. `wrong_expected_version`.
+    pub error: String,
+    /// A sentence for people.
+    pub message: String,
+    /// For `wrong_expected_version`: the stream's version (`None`: no stream).
+    pub current_version: Option<u64>,
+}
+
+/// The answer for one append of a multi-stream append.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AppendOutcome {
+    /// Written (or a repeat of ids already written: the first answer).
+    Appended(AppendResult),
+    /// Refused or failed; nothing of this append was written.
+    Failed(AppendFailure),
+}
+
+/// The binary answer of `POST /appends`: one outcome per append, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MultiAppendResponse {
+    /// The outcomes, in the order of the request's appends.
+    pub results: Vec<AppendOutcome>,
 }
 
 /// `GET /info`.
@@ -42,6 +95,19 @@ pub(crate) struct JsonAppendRequest {
     #[serde(default)]
     pub(crate) expected_version: Option<serde_json::Value>,
     pub(crate) events: Vec<JsonNewEvent>,
+}
+
+/// The JSON multi-stream append body: each entry is a JSON append body with
+/// its `stream`, parsed one by one so that an error names the entry.
+#[derive(Debug, Deserialize)]
+pub(crate) struct JsonMultiAppendRequest {
+    pub(crate) appends: Vec<Box<RawValue>>,
+}
+
+/// The stream of one entry of a JSON multi-stream append.
+#[derive(Debug, Deserialize)]
+pub(crate) struct JsonStreamName {
+    pub(crate) stream: String,
 }
 
 /// One event of a JSON append.

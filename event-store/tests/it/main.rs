@@ -7,6 +7,7 @@ mod crash;
 mod fixtures;
 mod http;
 mod model;
+mod multi_append;
 mod recovery;
 mod relay;
 mod subscription;
