@@ -59,8 +59,153 @@ pub fn place(last_applied: Option<u64>, version: u64) -> Placement {
 pub type Decoded = Result<DomainEvent, String>;
 
 /// Reads the domain event of a recorded event (upcasting old schemas).
+///
+/// A payload at its type's current schema version is deserialized straight
+/// from its JSON text into the typed event; anything else (an old schema to
+/// upcast, or a payload the direct path rejects) goes through
+/// [`catalogue::decode`], which also gives the canonical error. Both paths
+/// give the same event for every payload the direct path accepts, so replay
+/// and live application agree whichever path an event took.
 pub fn decode(event: &RecordedEvent) -> Decoded {
+    if let Some(decoded) = fast::decode_current(event) {
+        return Ok(decoded);
+    }
     catalogue::decode(event).map_err(|error| error.to_string())
+}
+
+/// The direct path of [`decode`]: the payload's JSON read once, with no
+/// intermediate `serde_json::Value` tree.
+mod fast {
+    use domain::{
+        cart, catalogue, catalogue::DomainEvent, customer, envelope::RecordedEvent, order, payment,
+        product, saga, shipment, stock, wishlist,
+    };
+    use serde::de::{
+        value::StrDeserializer, Deserialize, DeserializeOwned, DeserializeSeed, Deserializer,
+        EnumAccess, IntoDeserializer, VariantAccess, Visitor,
+    };
+
+    /// The event, if its schema version is current and the payload reads
+    /// directly; `None` sends it down the catalogue's path.
+    pub(super) fn decode_current(event: &RecordedEvent) -> Option<DomainEvent> {
+        let category = event.category();
+        if catalogue::schema_version(category, &event.event_type)? != event.schema_version {
+            return None;
+        }
+        let tag = event.event_type.as_str();
+        let data = event.data.as_str();
+        Some(match category {
+            product::STREAM_CATEGORY => DomainEvent::Product(typed(tag, data)?),
+            customer::STREAM_CATEGORY => DomainEvent::Customer(typed(tag, data)?),
+            cart::STREAM_CATEGORY => DomainEvent::Cart(typed(tag, data)?),
+            wishlist::STREAM_CATEGORY => DomainEvent::Wishlist(typed(tag, data)?),
+            order::STREAM_CATEGORY => DomainEvent::Order(typed(tag, data)?),
+            stock::STREAM_CATEGORY => DomainEvent::Stock(typed(tag, data)?),
+            payment::STREAM_CATEGORY => DomainEvent::Payment(typed(tag, data)?),
+            shipment::STREAM_CATEGORY => DomainEvent::Shipment(typed(tag, data)?),
+            saga::STREAM_CATEGORY => DomainEvent::Fulfillment(typed(tag, data)?),
+            _ => return None,
+        })
+    }
+
+    /// `T` (an externally tagged enum) read as `{"<tag>": <data>}` would be.
+    fn typed<T: DeserializeOwned>(tag: &str, data: &str) -> Option<T> {
+        T::deserialize(Tagged { tag, data }).ok()
+    }
+
+    /// An enum whose variant is `tag` and whose content is the JSON `data`.
+    struct Tagged<'a> {
+        tag: &'a str,
+        data: &'a str,
+    }
+
+    impl<'a> Deserializer<'a> for Tagged<'a> {
+        type Error = serde_json::Error;
+
+        fn deserialize_any<V: Visitor<'a>>(self, _visitor: V) -> Result<V::Value, Self::Error> {
+            Err(serde::de::Error::custom("an event is read as an enum"))
+        }
+
+        fn deserialize_enum<V: Visitor<'a>>(
+            self,
+            _name: &'static str,
+            _variants: &'static [&'static str],
+            visitor: V,
+        ) -> Result<V::Value, Self::Error> {
+            visitor.visit_enum(self)
+        }
+
+        serde::forward_to_deserialize_any! {
+            <W: Visitor<'a>>
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf option unit unit_struct newtype_struct seq tuple
+            tuple_struct map struct identifier ignored_any
+        }
+    }
+
+    impl<'a> EnumAccess<'a> for Tagged<'a> {
+        type Error = serde_json::Error;
+        type Variant = Payload<'a>;
+
+        fn variant_seed<V: DeserializeSeed<'a>>(
+            self,
+            seed: V,
+        ) -> Result<(V::Value, Self::Variant), Self::Error> {
+            let tag: StrDeserializer<'_, serde_json::Error> = self.tag.into_deserializer();
+            let variant = seed.deserialize(tag)?;
+            Ok((variant, Payload(self.data)))
+        }
+    }
+
+    /// The content of the variant: JSON text that must hold exactly one value.
+    struct Payload<'a>(&'a str);
+
+    impl<'a> Payload<'a> {
+        /// Reads the text with `read`, which must consume all of it.
+        fn read<T>(
+            self,
+            read: impl FnOnce(
+                &mut serde_json::Deserializer<serde_json::de::StrRead<'a>>,
+            ) -> Result<T, serde_json::Error>,
+        ) -> Result<T, serde_json::Error> {
+            let mut json = serde_json::Deserializer::from_str(self.0);
+            let value = read(&mut json)?;
+            json.end()?;
+            Ok(value)
+        }
+    }
+
+    impl<'a> VariantAccess<'a> for Payload<'a> {
+        type Error = serde_json::Error;
+
+        fn unit_variant(self) -> Result<(), Self::Error> {
+            // `{"Tag": null}`, as the catalogue's path reads a unit variant.
+            self.read(|json| <()>::deserialize(json))
+        }
+
+        fn newtype_variant_seed<T: DeserializeSeed<'a>>(
+            self,
+            seed: T,
+        ) -> Result<T::Value, Self::Error> {
+            self.read(|json| seed.deserialize(json))
+        }
+
+        fn tuple_variant<V: Visitor<'a>>(
+            self,
+            len: usize,
+            visitor: V,
+        ) -> Result<V::Value, Self::Error> {
+            self.read(|json| json.deserialize_tuple(len, visitor))
+        }
+
+        fn struct_variant<V: Visitor<'a>>(
+            self,
+            fields: &'static [&'static str],
+            visitor: V,
+        ) -> Result<V::Value, Self::Error> {
+            self.read(|json| json.deserialize_struct("", fields, visitor))
+        }
+    }
 }
 
 /// What to do with an event that cannot be applied.
@@ -340,5 +485,82 @@ mod tests {
         assert_eq!(place(Some(4), 0), Placement::Duplicate);
         assert_eq!(place(Some(4), 9), Placement::Ahead { missing_from: 5 });
         assert_eq!(place(Some(u64::MAX), 0), Placement::Duplicate);
+    }
+
+    #[test]
+    fn the_direct_decoder_reads_every_event_as_the_catalogue_does() {
+        let history = crate::workload::record(
+            &crate::workload::generate(crate::workload::WorkloadOptions {
+                events: 20_000,
+                products: 50,
+                customers: 200,
+                in_flight: 32,
+                seed: 7,
+            })
+            .unwrap(),
+        )
+        .unwrap();
+        let mut types = std::collections::BTreeSet::new();
+        for event in &history {
+            let direct = fast::decode_current(event);
+            assert!(
+                direct.is_some(),
+                "{} was not read directly",
+                event.event_type
+            );
+            assert_eq!(
+                direct,
+                catalogue::decode(event).ok(),
+                "{}",
+                event.event_type
+            );
+            types.insert(event.event_type.clone());
+        }
+        assert!(
+            types.len() > 15,
+            "the workload covers many types: {types:?}"
+        );
+    }
+
+    #[test]
+    fn old_schemas_and_bad_payloads_take_the_catalogue_path() {
+        let history = crate::workload::record(
+            &crate::workload::generate(crate::workload::WorkloadOptions {
+                events: 2_000,
+                products: 20,
+                customers: 20,
+                in_flight: 8,
+                seed: 3,
+            })
+            .unwrap(),
+        )
+        .unwrap();
+        let added = history
+            .iter()
+            .find(|e| e.event_type == "ProductAdded")
+            .unwrap();
+        // Version 1 had no category: upcast by the catalogue.
+        let mut old = added.clone();
+        old.schema_version = 1;
+        let mut data: serde_json::Value = serde_json::from_str(&old.data).unwrap();
+        data.as_object_mut().unwrap().remove("category");
+        old.data = data.to_string();
+        assert!(fast::decode_current(&old).is_none());
+        assert!(decode(&old).is_ok());
+        // Trailing text, a wrong type name, broken JSON: the catalogue's error.
+        for (event_type, payload) in [
+            (added.event_type.clone(), format!("{} {{}}", added.data)),
+            ("OrderPlaced".to_owned(), added.data.clone()),
+            (added.event_type.clone(), "{\"sku\":".to_owned()),
+        ] {
+            let mut bad = added.clone();
+            bad.event_type = event_type;
+            bad.data = payload;
+            assert!(fast::decode_current(&bad).is_none());
+            assert_eq!(
+                decode(&bad).unwrap_err(),
+                catalogue::decode(&bad).unwrap_err().to_string()
+            );
+        }
     }
 }

@@ -29,7 +29,7 @@ use crate::{
     layout::ViewDir,
     name::ProjectorName,
     projection::projection_for,
-    replay::{rebuild, Target},
+    replay::{rebuild_with, Target, COMMIT_EVERY},
     runtime::{Projector, RuntimeSettings},
     source::{MemorySource, SharedSource, StoreSource},
     viewdb::{DbOptions, ViewDb},
@@ -52,6 +52,12 @@ pub struct ReplayBenchOptions {
     /// Which views to rebuild (default: all).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub views: Vec<ProjectorName>,
+    /// Events per sled transaction of each view (default: the replay's own).
+    #[arg(long)]
+    pub commit_every: Option<usize>,
+    /// sled's cache per view database, in MiB (default: the replay's own).
+    #[arg(long)]
+    pub cache_mb: Option<u64>,
 }
 
 impl Default for ReplayBenchOptions {
@@ -61,6 +67,8 @@ impl Default for ReplayBenchOptions {
             events: 1_000_000,
             reuse: false,
             views: Vec::new(),
+            commit_every: None,
+            cache_mb: None,
         }
     }
 }
@@ -225,7 +233,13 @@ pub async fn replay(options: ReplayBenchOptions) -> anyhow::Result<Value> {
     };
     let mut targets = Vec::new();
     for name in names {
-        let db = ViewDb::open(&views_dir.join(name.as_str()), DbOptions::default())?;
+        let db_options = match options.cache_mb {
+            Some(mib) => DbOptions {
+                cache_bytes: mib.max(1) * 1024 * 1024,
+            },
+            None => DbOptions::default(),
+        };
+        let db = ViewDb::open(&views_dir.join(name.as_str()), db_options)?;
         targets.push(Target {
             projection: projection_for(name),
             db: Arc::new(db),
@@ -233,7 +247,8 @@ pub async fn replay(options: ReplayBenchOptions) -> anyhow::Result<Value> {
     }
     let source: SharedSource = Arc::new(StoreSource::new(store.clone()));
     let cpu_before = cpu_seconds();
-    let report = rebuild(targets, source, head, Arc::new(|_, _| {})).await?;
+    let commit_every = options.commit_every.unwrap_or(COMMIT_EVERY);
+    let report = rebuild_with(targets, source, head, Arc::new(|_, _| {}), commit_every).await?;
     let cpu = cpu_seconds()
         .zip(cpu_before)
         .map(|(after, before)| after - before);
@@ -373,6 +388,10 @@ async fn live_one(
     let raw_seconds = drain_raw(transport, &raw, count, options.batch, linger).await?;
     let raw_rate = count as f64 / raw_seconds;
 
+    // The projector's own peak: from here on (the benchmark's history and
+    // messages, already in memory, are counted in it).
+    let rss_before = proc_status_mib("VmRSS:");
+    let peak_reset = reset_peak_rss();
     let shutdown = Shutdown::new();
     let mut commits = projector.commits();
     let started = Instant::now();
@@ -390,6 +409,8 @@ async fn live_one(
     let seconds = started.elapsed().as_secs_f64();
     shutdown.trigger();
     task.await.context("the projector task panicked")??;
+    let peak = proc_status_mib("VmHWM:");
+    let rss_after = proc_status_mib("VmRSS:");
     let rate = count as f64 / seconds;
     let ratio = rate / raw_rate;
     eprintln!(
@@ -403,6 +424,10 @@ async fn live_one(
         "raw_messages_per_second": raw_rate,
         "ratio": ratio,
         "target_ratio": 0.8,
+        "rss_before_projector_mib": rss_before,
+        "rss_after_projector_mib": rss_after,
+        "peak_rss_while_projecting_mib": peak,
+        "peak_rss_reset_before_projecting": peak_reset,
     }))
 }
 

@@ -42,8 +42,6 @@ pub const COMMIT_EVERY: usize = 250_000;
 pub const LIVE_COMMIT_EVERY: usize = 50_000;
 /// Streams from this version on keep their position through a rebuild.
 const LONG_STREAM: u64 = 64;
-/// Keys per sled batch when a rebuild's transaction is written.
-const WRITE_PIECE: usize = 2_000;
 /// Batches buffered between the reader, the decoder and the views.
 const CHANNEL_DEPTH: usize = 4;
 
@@ -364,7 +362,7 @@ impl Fold {
             tx.set_swept(position);
         }
         let (stats, written) = tx
-            .commit_in_pieces(WRITE_PIECE)
+            .commit_unbatched()
             .with_context(|| format!("cannot write the rebuilt {name}"))?;
         self.report.documents_written += stats.documents as u64;
         self.report.positions_written += stats.positions as u64;

@@ -73,7 +73,8 @@ impl Default for RuntimeSettings {
             max_attempts: 3,
             delivery_limit: 5,
             idle_sweep: Duration::from_secs(1),
-            cache_bytes: 32 * 1024 * 1024,
+            // sled holds several times its cache size in memory.
+            cache_bytes: 8 * 1024 * 1024,
         }
     }
 }

@@ -73,7 +73,7 @@ pub struct ProjectorConfig {
           value_parser = clap::value_parser!(u32).range(1..=5))]
     pub max_attempts: u32,
     /// sled's cache per read model, in MiB.
-    #[arg(long, env = "SHOP_PROJECTOR_CACHE_MB", default_value_t = 32)]
+    #[arg(long, env = "SHOP_PROJECTOR_CACHE_MB", default_value_t = 8)]
     pub cache_mb: u64,
 }
 
@@ -89,7 +89,7 @@ impl Default for ProjectorConfig {
             prefetch: 1000,
             batch: 1000,
             max_attempts: 3,
-            cache_mb: 32,
+            cache_mb: 8,
         }
     }
 }
