@@ -17,11 +17,37 @@ use clap::Parser;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Threads for blocking work (sled reads and flushes, log reads, argon2).
+/// tokio's default, 512, let a busy event store grow past 50 threads, each
+/// with its own allocator heap; the work is short, so a queue behind a few
+/// threads per core costs nothing measurable and bounds the memory.
+const MAX_BLOCKING_THREADS: usize = 16;
+
+/// mimalloc v3's `mi_option_purge_delay` (its `mimalloc.h`); the constants
+/// of `libmimalloc-sys` follow the older v2 numbering, which lacks it.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+/// How long freed memory stays with the process before mimalloc gives it back
+/// to the OS. mimalloc v3 waits 1 s (10 s for arenas); a service that reads a
+/// large batch now and then kept that memory, and 21 such processes added up
+/// (the e2e benchmark's total PSS fell from ~560 to ~420 MB with this).
+const PURGE_DELAY_MS: std::ffi::c_long = 10;
+
+/// Sets the allocator options; before anything else runs.
+fn tune_allocator() {
+    // SAFETY: mi_option_set stores an integer option; mimalloc allows it at any time.
+    #[allow(unsafe_code)]
+    unsafe {
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS);
+    }
+}
+
 fn main() -> std::process::ExitCode {
+    tune_allocator();
     let cli = cli::Cli::parse();
     service_runtime::init_tracing(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
         .build()
     {
         Ok(runtime) => runtime,
@@ -38,5 +64,24 @@ fn main() -> std::process::ExitCode {
             eprintln!("shop: {error:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_purge_delay_option_is_the_one_set() {
+        // The option at that index is mimalloc v3's purge delay: 1000 ms by default.
+        #[allow(unsafe_code)]
+        // SAFETY: reads an integer option.
+        let before = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
+        assert_eq!(before, 1000);
+        tune_allocator();
+        #[allow(unsafe_code)]
+        // SAFETY: reads an integer option.
+        let after = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
+        assert_eq!(after, PURGE_DELAY_MS);
     }
 }
