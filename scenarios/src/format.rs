@@ -171,7 +171,8 @@ pub struct Block {
 ///
 /// The step's result (for `expect` and `capture`) is an object with `orders`,
 /// `placed`, `confirmed`, `cancelled`, `failed`, `pending`, `achieved_rate`,
-/// `confirmed_rate`, `p50_ms`, `p99_ms`, `max_ms` and `first_error`.
+/// `confirmed_rate`, `p50_ms`, `p99_ms`, `max_ms`, `p50_recorded_ms`,
+/// `p99_recorded_ms` and `first_error`.
 #[derive(Clone, Debug)]
 pub struct LoadSpec {
     /// Orders started per second.
@@ -198,6 +199,12 @@ pub struct LoadSpec {
     pub settle: Duration,
     /// Time between status polls.
     pub poll: Duration,
+    /// Where the status query's result holds the order's status timeline, a
+    /// list of `{status, at}` (RFC 3339): when given, the report also has the
+    /// time from the mutation to the confirmed entry's own timestamp, which
+    /// does not depend on how often the status is polled or how far the view
+    /// lags.
+    pub timeline_path: Option<String>,
 }
 
 /// A check on one field of a step's result.
@@ -324,6 +331,7 @@ struct RawLoad {
     cancelled: Option<Vec<String>>,
     settle: Option<String>,
     poll: Option<String>,
+    timeline_path: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -691,6 +699,7 @@ fn convert_load(raw: RawLoad) -> Result<LoadSpec, String> {
             .map(parse_duration)
             .transpose()?
             .unwrap_or(Duration::from_millis(20)),
+        timeline_path: raw.timeline_path,
     })
 }
 

@@ -44,6 +44,11 @@ pub struct LoadReport {
     pub p99: Option<Duration>,
     /// Slowest of the same.
     pub max: Option<Duration>,
+    /// Median time from the mutation to the timestamp of the confirmed entry
+    /// of the order's timeline (with the spec's `timeline_path`).
+    pub p50_recorded: Option<Duration>,
+    /// 99th percentile of the same.
+    pub p99_recorded: Option<Duration>,
     /// The first error met, if any.
     pub first_error: Option<String>,
 }
@@ -66,6 +71,8 @@ impl LoadReport {
             "p50_ms": ms(self.p50),
             "p99_ms": ms(self.p99),
             "max_ms": ms(self.max),
+            "p50_recorded_ms": ms(self.p50_recorded),
+            "p99_recorded_ms": ms(self.p99_recorded),
             "first_error": self.first_error,
         })
     }
@@ -96,6 +103,14 @@ impl std::fmt::Display for LoadReport {
             ms(self.p99),
             ms(self.max),
         )?;
+        if let (Some(p50), Some(p99)) = (self.p50_recorded, self.p99_recorded) {
+            write!(
+                f,
+                "; to the confirmation's own timestamp p50 {} p99 {}",
+                ms(Some(p50)),
+                ms(Some(p99))
+            )?;
+        }
         if let Some(error) = &self.first_error {
             write!(f, "; first error: {error}")?;
         }
@@ -107,6 +122,8 @@ enum Outcome {
     Confirmed {
         placed_at: Duration,
         latency: Duration,
+        /// To the confirmed timeline entry's timestamp, when the spec asks.
+        recorded: Option<Duration>,
         done_at: Duration,
     },
     Cancelled {
@@ -208,6 +225,7 @@ impl OrderJob {
             self.call(before).await?;
         }
         let sent = Instant::now();
+        let sent_wall = chrono::Utc::now();
         let data = self.call(&self.spec.order).await?;
         let order_id = lookup(&data, &self.spec.order_id)
             .ok_or_else(|| format!("no order id at {:?} in {data}", self.spec.order_id))?;
@@ -220,9 +238,28 @@ impl OrderJob {
                 let status = lookup(&data, &self.spec.status_path);
                 let status = status.as_ref().and_then(Value::as_str);
                 if status == Some(self.spec.confirmed.as_str()) {
+                    let latency = sent.elapsed();
+                    let recorded = match &self.spec.timeline_path {
+                        Some(path) => Some(
+                            entered_at(&data, path, &self.spec.confirmed)
+                                .ok_or_else(|| {
+                                    format!(
+                                        "no {} entry with a time at {path:?} in {data}",
+                                        self.spec.confirmed
+                                    )
+                                })?
+                                .signed_duration_since(sent_wall)
+                                .to_std()
+                                // The server's clock is this machine's: a
+                                // negative span is rounding, not travel in time.
+                                .unwrap_or(Duration::ZERO),
+                        ),
+                        None => None,
+                    };
                     return Ok(Outcome::Confirmed {
                         placed_at,
-                        latency: sent.elapsed(),
+                        latency,
+                        recorded,
                         done_at: self.start.elapsed(),
                     });
                 }
@@ -239,8 +276,22 @@ impl OrderJob {
     }
 }
 
+/// When the timeline at `path` entered `status` (its first such entry).
+fn entered_at(data: &Value, path: &str, status: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let timeline = lookup(data, path)?;
+    let entry = timeline
+        .as_array()?
+        .iter()
+        .find(|entry| entry.get("status").and_then(Value::as_str) == Some(status))?;
+    let at = entry.get("at").and_then(Value::as_str)?;
+    chrono::DateTime::parse_from_rfc3339(at)
+        .ok()
+        .map(|at| at.with_timezone(&chrono::Utc))
+}
+
 fn summarise(spec: &LoadSpec, total: u64, outcomes: &[Outcome]) -> LoadReport {
     let mut latencies = Vec::new();
+    let mut recorded_latencies = Vec::new();
     let (mut confirmed, mut cancelled, mut pending, mut failed) = (0, 0, 0, 0);
     let mut last_placed = Duration::ZERO;
     let mut last_confirmed = Duration::ZERO;
@@ -250,10 +301,12 @@ fn summarise(spec: &LoadSpec, total: u64, outcomes: &[Outcome]) -> LoadReport {
             Outcome::Confirmed {
                 placed_at,
                 latency,
+                recorded,
                 done_at,
             } => {
                 confirmed += 1;
                 latencies.push(*latency);
+                recorded_latencies.extend(*recorded);
                 last_placed = last_placed.max(*placed_at);
                 last_confirmed = last_confirmed.max(*done_at);
             }
@@ -272,6 +325,7 @@ fn summarise(spec: &LoadSpec, total: u64, outcomes: &[Outcome]) -> LoadReport {
         }
     }
     latencies.sort();
+    recorded_latencies.sort();
     let placed = confirmed + cancelled + pending;
     let rate = |count: u64, window: Duration| {
         let window = window.max(spec.duration).as_secs_f64();
@@ -291,6 +345,8 @@ fn summarise(spec: &LoadSpec, total: u64, outcomes: &[Outcome]) -> LoadReport {
         p50: percentile(&latencies, 0.50),
         p99: percentile(&latencies, 0.99),
         max: latencies.last().copied(),
+        p50_recorded: percentile(&recorded_latencies, 0.50),
+        p99_recorded: percentile(&recorded_latencies, 0.99),
         first_error,
     }
 }
@@ -318,5 +374,19 @@ mod tests {
             Some(Duration::from_millis(1))
         );
         assert_eq!(percentile(&[], 0.5), None);
+    }
+
+    #[test]
+    fn the_confirmed_entry_of_a_timeline_gives_its_time() {
+        let data = json!({"order": {"status": "CONFIRMED", "timeline": [
+            {"status": "PLACED", "at": "2026-11-22T10:00:00Z"},
+            {"status": "CONFIRMED", "at": "2026-11-22T10:00:00.125+00:00"},
+        ]}});
+        let at = entered_at(&data, "order.timeline", "CONFIRMED").expect("an entry");
+        assert_eq!(at.to_rfc3339(), "2026-11-22T10:00:00.125+00:00");
+        assert_eq!(entered_at(&data, "order.timeline", "SHIPPED"), None);
+        assert_eq!(entered_at(&data, "order.nothing", "CONFIRMED"), None);
+        let bad = json!({"order": {"timeline": [{"status": "CONFIRMED", "at": "yesterday"}]}});
+        assert_eq!(entered_at(&bad, "order.timeline", "CONFIRMED"), None);
     }
 }
