@@ -406,7 +406,11 @@ impl Authenticator {
     /// Hashes a password off the async threads (argon2 is meant to be slow).
     pub async fn hash_password(&self, password: String) -> Result<String, GatewayError> {
         let params = self.params.clone();
-        let _permit = self.hashing.acquire().await.map_err(GatewayError::internal)?;
+        let _permit = self
+            .hashing
+            .acquire()
+            .await
+            .map_err(GatewayError::internal)?;
         tokio::task::spawn_blocking(move || hash_with(&params, password.as_bytes()))
             .await
             .map_err(GatewayError::internal)?
@@ -432,7 +436,11 @@ impl Authenticator {
                 _ => (self.dummy_hash.clone(), None),
             }
         };
-        let _permit = self.hashing.acquire().await.map_err(GatewayError::internal)?;
+        let _permit = self
+            .hashing
+            .acquire()
+            .await
+            .map_err(GatewayError::internal)?;
         let matches = tokio::task::spawn_blocking(move || verify(&hash, password.as_bytes()))
             .await
             .map_err(GatewayError::internal)?;
