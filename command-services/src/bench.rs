@@ -69,9 +69,18 @@ struct Case {
     p99: Duration,
     errors: u64,
     conflicts: u64,
+    /// CPU time of the whole process (clients, services and store) during
+    /// the case, if the OS tells: on a shared machine a steadier measure of
+    /// cost than the rate.
+    cpu: Option<Duration>,
 }
 
 impl Case {
+    fn cpu_us_per_command(&self) -> Option<f64> {
+        self.cpu
+            .map(|cpu| cpu.as_secs_f64() * 1e6 / (self.commands.max(1) as f64))
+    }
+
     fn rate(&self) -> f64 {
         self.commands as f64 / self.elapsed.as_secs_f64().max(f64::EPSILON)
     }
@@ -87,6 +96,7 @@ impl Case {
             "p99_ms": round(self.p99.as_secs_f64() * 1000.0),
             "errors": self.errors,
             "conflicts_seen_by_clients": self.conflicts,
+            "cpu_us_per_command": self.cpu_us_per_command().map(round),
         })
     }
 }
@@ -103,6 +113,19 @@ fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
     sorted[index.min(sorted.len() - 1)]
 }
 
+/// The CPU time this process has used (user and system, every thread), from
+/// `/proc/self/stat`; `None` where there is no such file.
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) may hold spaces: count from after it.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, in clock ticks
+    // (100 per second on Linux).
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
 /// Runs one workload with `clients` concurrent clients for `length`.
 async fn measure(
     workload: &'static str,
@@ -115,6 +138,7 @@ async fn measure(
         .pool_max_idle_per_host(clients.max(1))
         .tcp_nodelay(true)
         .build()?;
+    let cpu_before = process_cpu();
     let started = Instant::now();
     let deadline = started + length;
     let tasks: Vec<_> = (0..clients.max(1))
@@ -164,6 +188,9 @@ async fn measure(
         conflicts += tally.conflicts;
     }
     let elapsed = started.elapsed();
+    let cpu = cpu_before
+        .zip(process_cpu())
+        .map(|(before, after)| after.saturating_sub(before));
     latencies.sort_unstable();
     Ok(Case {
         workload,
@@ -174,6 +201,7 @@ async fn measure(
         p99: percentile(&latencies, 0.99),
         errors,
         conflicts,
+        cpu,
     })
 }
 
@@ -246,12 +274,20 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Value> {
     }
 
     println!(
-        "{:<15} {:>7} {:>9} {:>13} {:>9} {:>9} {:>7} {:>10}",
-        "workload", "clients", "commands", "commands/s", "p50 ms", "p99 ms", "errors", "conflicts"
+        "{:<15} {:>7} {:>9} {:>13} {:>9} {:>9} {:>7} {:>10} {:>11}",
+        "workload",
+        "clients",
+        "commands",
+        "commands/s",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+        "conflicts",
+        "cpu µs/cmd"
     );
     for case in &cases {
         println!(
-            "{:<15} {:>7} {:>9} {:>13.0} {:>9.2} {:>9.2} {:>7} {:>10}",
+            "{:<15} {:>7} {:>9} {:>13.0} {:>9.2} {:>9.2} {:>7} {:>10} {:>11.0}",
             case.workload,
             case.clients,
             case.commands,
@@ -259,7 +295,8 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Value> {
             case.p50.as_secs_f64() * 1000.0,
             case.p99.as_secs_f64() * 1000.0,
             case.errors,
-            case.conflicts
+            case.conflicts,
+            case.cpu_us_per_command().unwrap_or(f64::NAN)
         );
     }
     Ok(json!({

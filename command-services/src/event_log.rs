@@ -1,12 +1,18 @@
 //! The port through which services reach the event store.
 //!
 //! Services hold an `Arc<dyn EventLog>`; the production implementation is the
-//! store's HTTP client ([`StoreLog`]). Keeping the port this narrow (read one
+//! store's HTTP client ([`StoreLog`]), which batches concurrent appends to
+//! different streams into one request. Keeping the port this narrow (read one
 //! stream, append to one stream, ping) is what lets the repository's retry and
 //! batching logic be reasoned about apart from the transport.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use domain::envelope::{NewEvent, RecordedEvent};
+use event_store::wire::StreamAppend;
+use tokio::sync::oneshot;
 
 /// What the store must find before it appends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,7 +42,7 @@ pub struct Appended {
 }
 
 /// Why the store did not do what was asked.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum LogError {
     /// Another writer moved the stream.
     #[error("wrong expected version: the stream is at {current:?}")]
@@ -212,12 +218,55 @@ impl EventLog for event_store::Store {
 }
 
 /// The store over HTTP, in its binary form.
+///
+/// Appends are batched: at most [`StoreLog::DEFAULT_APPEND_REQUESTS`] append
+/// requests are in flight at a time (`SHOP_STORE_APPEND_REQUESTS` sets
+/// another number), and appends that arrive meanwhile (to different streams,
+/// from concurrent commands) wait and go together in one multi-stream append
+/// (`POST /appends`), each still checked against its own expected version and
+/// answered on its own. This is group commit on the service's side: while
+/// the store syncs one batch, the next one gathers. An append that finds a
+/// request slot free goes at once, alone, so a lone command waits for nothing.
 #[derive(Clone, Debug)]
 pub struct StoreLog {
     client: event_store::client::StoreClient,
+    batcher: Arc<AppendBatcher>,
+}
+
+/// The appends waiting for a request slot.
+struct AppendBatcher {
+    queue: parking_lot::Mutex<Vec<QueuedAppend>>,
+    requests: tokio::sync::Semaphore,
+    /// Cleared when the store turns out not to know `POST /appends` (an older
+    /// store): appends then go one request each.
+    multi: AtomicBool,
+}
+
+impl std::fmt::Debug for AppendBatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppendBatcher")
+            .field("queued", &self.queue.lock().len())
+            .field("free_requests", &self.requests.available_permits())
+            .field("multi", &self.multi.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+struct QueuedAppend {
+    append: StreamAppend,
+    reply: oneshot::Sender<Result<Appended, LogError>>,
 }
 
 impl StoreLog {
+    /// How many append requests may be in flight at a time by default. One
+    /// measured cheapest (`shop bench commands`, 64 clients: about 100 µs of
+    /// CPU per new-aggregate command with 1, 117 with 2, 130 with 4): the
+    /// fewer requests, the larger each batch.
+    pub const DEFAULT_APPEND_REQUESTS: usize = 1;
+
+    /// The most appends sent in one request.
+    const MAX_BATCH: usize = 256;
+
     /// A port to the store at `base_url`. Connection errors are retried only
     /// briefly, so that a command answers 503 soon when the store is down.
     pub fn new(base_url: &str) -> Result<Self, event_store::client::ClientError> {
@@ -226,8 +275,18 @@ impl StoreLog {
             initial_backoff: std::time::Duration::from_millis(20),
             max_backoff: std::time::Duration::from_millis(200),
         };
+        let requests = std::env::var("SHOP_STORE_APPEND_REQUESTS")
+            .ok()
+            .and_then(|text| text.parse::<usize>().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(Self::DEFAULT_APPEND_REQUESTS);
         Ok(Self {
             client: event_store::client::StoreClient::new(base_url)?.with_retry(retry),
+            batcher: Arc::new(AppendBatcher {
+                queue: parking_lot::Mutex::new(Vec::new()),
+                requests: tokio::sync::Semaphore::new(requests),
+                multi: AtomicBool::new(true),
+            }),
         })
     }
 
@@ -247,6 +306,94 @@ impl StoreLog {
                 reason: error.to_string(),
             },
         }
+    }
+
+    fn appended(result: event_store::AppendResult) -> Appended {
+        Appended {
+            first_position: result.first_position,
+            last_position: result.last_position,
+            last_version: result.next_expected_version,
+        }
+    }
+
+    /// One append, in a request of its own.
+    async fn append_alone(&self, append: StreamAppend) -> Result<Appended, LogError> {
+        self.client
+            .append(&append.stream, append.expected_version, append.events)
+            .await
+            .map(Self::appended)
+            .map_err(Self::failure)
+    }
+
+    /// Waits for a request slot, then sends whatever is queued (in a task of
+    /// its own, so that no caller going away can cancel others' appends).
+    async fn send_queued(self) {
+        let Ok(_slot) = self.batcher.requests.acquire().await else {
+            return;
+        };
+        let batch: Vec<QueuedAppend> = {
+            let mut queue = self.batcher.queue.lock();
+            if queue.len() <= Self::MAX_BATCH {
+                std::mem::take(&mut *queue)
+            } else {
+                queue.drain(..Self::MAX_BATCH).collect()
+            }
+        };
+        match batch.len() {
+            0 => {}
+            1 => {
+                for queued in batch {
+                    let answer = self.append_alone(queued.append).await;
+                    let _ = queued.reply.send(answer);
+                }
+            }
+            _ if !self.batcher.multi.load(Ordering::Relaxed) => self.send_one_by_one(batch).await,
+            size => {
+                metrics::histogram!("store_append_batch_size").record(size as f64);
+                let (appends, replies): (Vec<StreamAppend>, Vec<_>) = batch
+                    .into_iter()
+                    .map(|queued| (queued.append, queued.reply))
+                    .unzip();
+                // Kept to fall back on if the store does not know the route.
+                let retained = appends.clone();
+                match self.client.append_many(appends).await {
+                    Ok(results) => {
+                        for (reply, result) in replies.into_iter().zip(results) {
+                            let _ = reply.send(result.map(Self::appended).map_err(Self::failure));
+                        }
+                    }
+                    Err(event_store::client::ClientError::Rejected {
+                        status: 404 | 405, ..
+                    }) => {
+                        // Nothing was written: an older store without the route.
+                        tracing::info!(
+                            "the store has no multi-stream append; appending one by one"
+                        );
+                        self.batcher.multi.store(false, Ordering::Relaxed);
+                        let batch = retained
+                            .into_iter()
+                            .zip(replies)
+                            .map(|(append, reply)| QueuedAppend { append, reply })
+                            .collect();
+                        self.send_one_by_one(batch).await;
+                    }
+                    Err(error) => {
+                        let error = Self::failure(error);
+                        for reply in replies {
+                            let _ = reply.send(Err(error.clone()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn send_one_by_one(&self, batch: Vec<QueuedAppend>) {
+        futures::future::join_all(batch.into_iter().map(|queued| async move {
+            let answer = self.append_alone(queued.append).await;
+            let _ = queued.reply.send(answer);
+        }))
+        .await;
     }
 }
 
@@ -275,19 +422,25 @@ impl EventLog for StoreLog {
         expected: Expected,
         events: Vec<NewEvent>,
     ) -> Result<Appended, LogError> {
-        let expected = match expected {
+        let expected_version = match expected {
             Expected::NoStream => event_store::ExpectedVersion::NoStream,
             Expected::Exact(version) => event_store::ExpectedVersion::Exact(version),
         };
-        self.client
-            .append(stream, expected, events)
-            .await
-            .map(|result| Appended {
-                first_position: result.first_position,
-                last_position: result.last_position,
-                last_version: result.next_expected_version,
+        let (reply, answer) = oneshot::channel();
+        self.batcher.queue.lock().push(QueuedAppend {
+            append: StreamAppend {
+                stream: stream.to_owned(),
+                expected_version,
+                events,
+            },
+            reply,
+        });
+        tokio::spawn(self.clone().send_queued());
+        answer.await.unwrap_or_else(|_| {
+            Err(LogError::Unavailable {
+                reason: "the append was dropped before the store answered".into(),
             })
-            .map_err(Self::failure)
+        })
     }
 
     async fn read_category(

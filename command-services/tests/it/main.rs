@@ -9,6 +9,7 @@ mod lifecycle;
 mod outage;
 mod repository;
 mod saga_ordering;
+mod store_log;
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
