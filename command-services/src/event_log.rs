@@ -267,6 +267,21 @@ impl StoreLog {
     /// The most appends sent in one request.
     const MAX_BATCH: usize = 256;
 
+    /// About the most bytes of events sent in one request (an append larger
+    /// than this goes alone): well under the store's body limit (8 MiB by
+    /// default), so that batching never makes a request too large.
+    const MAX_BATCH_BYTES: usize = 2 * 1024 * 1024;
+
+    /// The bytes an append adds to a request, near enough.
+    fn size_of(append: &StreamAppend) -> usize {
+        append.stream.len()
+            + append
+                .events
+                .iter()
+                .map(|event| 64 + event.event_type.len() + event.data.len() + event.metadata.len())
+                .sum::<usize>()
+    }
+
     /// A port to the store at `base_url`. Connection errors are retried only
     /// briefly, so that a command answers 503 soon when the store is down.
     pub fn new(base_url: &str) -> Result<Self, event_store::client::ClientError> {
@@ -333,10 +348,22 @@ impl StoreLog {
         };
         let batch: Vec<QueuedAppend> = {
             let mut queue = self.batcher.queue.lock();
-            if queue.len() <= Self::MAX_BATCH {
+            // The oldest first, at least one, within both limits.
+            let mut bytes = 0;
+            let take = queue
+                .iter()
+                .take(Self::MAX_BATCH)
+                .take_while(|queued| {
+                    bytes += Self::size_of(&queued.append);
+                    bytes <= Self::MAX_BATCH_BYTES
+                })
+                .count()
+                .max(1)
+                .min(queue.len());
+            if take == queue.len() {
                 std::mem::take(&mut *queue)
             } else {
-                queue.drain(..Self::MAX_BATCH).collect()
+                queue.drain(..take).collect()
             }
         };
         match batch.len() {

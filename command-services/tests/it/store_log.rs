@@ -189,3 +189,31 @@ async fn against_a_store_without_multi_appends_it_appends_one_by_one() {
     shutdown.trigger();
     running.wait().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn large_concurrent_appends_are_split_to_stay_under_the_body_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, shutdown, running) = store_server(dir.path()).await;
+    let log = Arc::new(StoreLog::new(&url).unwrap());
+    // 24 appends of 600 kB each: 14 MB together, more than the store takes
+    // in one body (8 MiB), so they must go in several requests.
+    let big = format!(r#""{}""#, "x".repeat(600_000));
+    let tasks: Vec<_> = (0..24)
+        .map(|n| {
+            let log = Arc::clone(&log);
+            let mut one = event(n);
+            one.data = big.clone();
+            tokio::spawn(async move {
+                log.append(&format!("cart-C{n}"), Expected::NoStream, vec![one])
+                    .await
+            })
+        })
+        .collect();
+    for task in tasks {
+        let appended = task.await.unwrap().unwrap();
+        assert_eq!(appended.last_version, 0);
+    }
+    assert_eq!(running.store.head(), 24);
+    shutdown.trigger();
+    running.wait().await.unwrap();
+}
