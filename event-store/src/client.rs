@@ -200,6 +200,23 @@ impl StoreClient {
     }
 
     /// Maps an error answer to a [`ClientError`].
+    /// POSTs a body in the binary form, asking for the binary form back.
+    async fn post_binary(
+        &self,
+        url: &str,
+        body: bytes::Bytes,
+    ) -> Result<reqwest::Response, ClientError> {
+        self.send(url, || {
+            self.http
+                .post(url)
+                .timeout(REQUEST_TIMEOUT)
+                .header(CONTENT_TYPE, BINARY_CONTENT_TYPE)
+                .header(ACCEPT, BINARY_CONTENT_TYPE)
+                .body(body.clone())
+        })
+        .await
+    }
+
     async fn error_from(response: reqwest::Response, stream: Option<&str>) -> ClientError {
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
@@ -256,16 +273,7 @@ impl StoreClient {
             events,
         })?);
         let url = format!("{}/streams/{stream}", self.base);
-        let response = self
-            .send(&url, || {
-                self.http
-                    .post(&url)
-                    .timeout(REQUEST_TIMEOUT)
-                    .header(CONTENT_TYPE, BINARY_CONTENT_TYPE)
-                    .header(ACCEPT, BINARY_CONTENT_TYPE)
-                    .body(body.clone())
-            })
-            .await?;
+        let response = self.post_binary(&url, body).await?;
         Self::binary_body(response, Some(stream)).await
     }
 
@@ -282,16 +290,7 @@ impl StoreClient {
         let count = appends.len();
         let body = bytes::Bytes::from(codec::encode(&MultiAppendRequest { appends })?);
         let url = format!("{}/appends", self.base);
-        let response = self
-            .send(&url, || {
-                self.http
-                    .post(&url)
-                    .timeout(REQUEST_TIMEOUT)
-                    .header(CONTENT_TYPE, BINARY_CONTENT_TYPE)
-                    .header(ACCEPT, BINARY_CONTENT_TYPE)
-                    .body(body.clone())
-            })
-            .await?;
+        let response = self.post_binary(&url, body).await?;
         let answer: MultiAppendResponse = Self::binary_body(response, None).await?;
         if answer.results.len() != count {
             return Err(ClientError::Rejected {
