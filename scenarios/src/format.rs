@@ -197,8 +197,13 @@ pub struct LoadSpec {
     pub cancelled: Vec<String>,
     /// How long each order may take to reach a final status.
     pub settle: Duration,
-    /// Time between status polls.
+    /// Time between status polls, at first.
     pub poll: Duration,
+    /// The longest time between status polls: after `poll`, an order waits a
+    /// quarter of the time it has taken so far before the next poll, up to
+    /// this (so the clock's error stays under 25% while a backlog is not
+    /// made worse by its own polling). Equal to `poll` unless given.
+    pub poll_max: Duration,
     /// Where the status query's result holds the order's status timeline, a
     /// list of `{status, at}` (RFC 3339): when given, the report also has the
     /// time from the mutation to the confirmed entry's own timestamp, which
@@ -331,6 +336,7 @@ struct RawLoad {
     cancelled: Option<Vec<String>>,
     settle: Option<String>,
     poll: Option<String>,
+    poll_max: Option<String>,
     timeline_path: Option<String>,
 }
 
@@ -672,6 +678,12 @@ fn convert_load(raw: RawLoad) -> Result<LoadSpec, String> {
             "load customers must be between 1 and {MAX_ITERATIONS}, got {customers}"
         ));
     }
+    let poll = raw
+        .poll
+        .as_deref()
+        .map(parse_duration)
+        .transpose()?
+        .unwrap_or(Duration::from_millis(20));
     Ok(LoadSpec {
         rate: raw.rate,
         duration,
@@ -693,12 +705,14 @@ fn convert_load(raw: RawLoad) -> Result<LoadSpec, String> {
             .map(parse_duration)
             .transpose()?
             .unwrap_or(Duration::from_secs(30)),
-        poll: raw
-            .poll
+        poll,
+        poll_max: raw
+            .poll_max
             .as_deref()
             .map(parse_duration)
             .transpose()?
-            .unwrap_or(Duration::from_millis(20)),
+            .unwrap_or(poll)
+            .max(poll),
         timeline_path: raw.timeline_path,
     })
 }

@@ -271,9 +271,15 @@ impl OrderJob {
                 return Ok(Outcome::Pending { placed_at });
             }
             // Polling the status with a deadline.
-            tokio::time::sleep(self.spec.poll).await;
+            let wait = next_poll(self.spec.poll, self.spec.poll_max, sent.elapsed());
+            tokio::time::sleep(wait).await;
         }
     }
+}
+
+/// How long to wait before the next status poll, `elapsed` after the mutation.
+fn next_poll(poll: Duration, poll_max: Duration, elapsed: Duration) -> Duration {
+    (elapsed / 4).clamp(poll, poll_max.max(poll))
 }
 
 /// When the timeline at `path` entered `status` (its first such entry).
@@ -374,6 +380,17 @@ mod tests {
             Some(Duration::from_millis(1))
         );
         assert_eq!(percentile(&[], 0.5), None);
+    }
+
+    #[test]
+    fn polls_slow_down_with_the_wait_up_to_the_maximum() {
+        let ms = Duration::from_millis;
+        assert_eq!(next_poll(ms(50), ms(50), ms(10_000)), ms(50));
+        assert_eq!(next_poll(ms(50), ms(1000), ms(100)), ms(50));
+        assert_eq!(next_poll(ms(50), ms(1000), ms(400)), ms(100));
+        assert_eq!(next_poll(ms(50), ms(1000), ms(60_000)), ms(1000));
+        // A maximum below the start is the start.
+        assert_eq!(next_poll(ms(50), ms(10), ms(400)), ms(50));
     }
 
     #[test]
