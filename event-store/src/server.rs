@@ -74,7 +74,13 @@ pub struct EventStoreConfig {
     /// The largest request body accepted, in bytes.
     #[arg(long, env = "SHOP_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Memory for the index's page cache, in MiB (sled holds a few times this).
+    #[arg(long, env = "SHOP_INDEX_CACHE_MB", default_value_t = DEFAULT_INDEX_CACHE_MB)]
+    pub index_cache_mb: u64,
 }
+
+/// The default of `--index-cache-mb`.
+pub const DEFAULT_INDEX_CACHE_MB: u64 = 32;
 
 impl EventStoreConfig {
     /// A configuration for tests and benchmarks: the given data directory, a
@@ -87,6 +93,7 @@ impl EventStoreConfig {
             namespace: "shop".into(),
             no_relay: true,
             max_body_bytes: 8 * 1024 * 1024,
+            index_cache_mb: DEFAULT_INDEX_CACHE_MB,
         }
     }
 }
@@ -193,14 +200,16 @@ pub async fn start(
     let addr = listener
         .local_addr()
         .context("failed to read the listening address")?;
-    let store = Store::open(&config.data, StoreOptions::default())
-        .await
-        .with_context(|| {
-            format!(
-                "failed to open the event store in {}",
-                config.data.display()
-            )
-        })?;
+    let options = StoreOptions {
+        index_cache_bytes: config.index_cache_mb.max(1) * 1024 * 1024,
+        ..StoreOptions::default()
+    };
+    let store = Store::open(&config.data, options).await.with_context(|| {
+        format!(
+            "failed to open the event store in {}",
+            config.data.display()
+        )
+    })?;
     tracing::info!(
         data = %config.data.display(),
         listen = %addr,

@@ -67,7 +67,7 @@ impl Default for StoreOptions {
             max_event_bytes: 1024 * 1024,
             max_append_bytes: 4 * 1024 * 1024,
             max_group_bytes: 1024 * 1024,
-            index_cache_bytes: 64 * 1024 * 1024,
+            index_cache_bytes: 32 * 1024 * 1024,
             heads_cache_entries: 200_000,
         }
     }
