@@ -483,7 +483,7 @@ impl Projector {
         consumer: &mut dyn messaging::Consumer,
         deliveries: Vec<Delivery>,
     ) -> Result<BatchReport, RuntimeError> {
-        let committed = self.apply_batch(deliveries).await?;
+        let committed = self.apply_batch(Arc::new(deliveries)).await?;
         let db = Arc::clone(&committed.db);
         blocking(move || db.flush()).await?;
         self.settle(consumer, committed).await
@@ -492,7 +492,12 @@ impl Projector {
     /// Applies one batch of deliveries and writes it in one atomic sled
     /// batch, not yet flushed: nothing may be acknowledged before the flush.
     /// On an error nothing is written.
-    pub async fn apply_batch(&self, deliveries: Vec<Delivery>) -> Result<Committed, RuntimeError> {
+    /// The deliveries are shared, so that a batch tried again after an error
+    /// is not copied first.
+    pub async fn apply_batch(
+        &self,
+        deliveries: Arc<Vec<Delivery>>,
+    ) -> Result<Committed, RuntimeError> {
         let started = Instant::now();
         let _guard = self.commit_lock.lock().await;
         let db = self.db();
@@ -501,7 +506,7 @@ impl Projector {
         let mut settles = Vec::with_capacity(deliveries.len());
         let mut report = BatchReport::default();
         let mut newest = None;
-        for delivery in &deliveries {
+        for delivery in deliveries.iter() {
             let last_attempt =
                 delivery.delivery_count.saturating_add(1) >= self.settings.max_attempts;
             let event = match delivery.decode_event() {
@@ -800,7 +805,7 @@ impl Projector {
                     }
                     continue;
                 }
-                Ok(Ok(deliveries)) => deliveries,
+                Ok(Ok(deliveries)) => Arc::new(deliveries),
                 Ok(Err(error)) => {
                     self.finish(&mut *consumer, &mut pending, &shutdown).await;
                     let delay = failures.next().unwrap_or(backoff.max);
@@ -821,7 +826,7 @@ impl Projector {
             // error) is tried again as it is: its deliveries stay unacked.
             let mut delays = backoff.delays();
             let committed = loop {
-                match self.apply_batch(deliveries.clone()).await {
+                match self.apply_batch(Arc::clone(&deliveries)).await {
                     Ok(committed) => break Some(committed),
                     Err(error) => {
                         self.finish(&mut *consumer, &mut pending, &shutdown).await;
@@ -973,7 +978,7 @@ enum Settle {
 /// it is settled (see [`Projector::apply_batch`] and [`Projector::settle`]).
 pub struct Committed {
     db: Arc<ViewDb>,
-    deliveries: Vec<Delivery>,
+    deliveries: Arc<Vec<Delivery>>,
     settles: Vec<Settle>,
     report: BatchReport,
     started: Instant,
