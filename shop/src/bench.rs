@@ -14,9 +14,9 @@ pub enum BenchCommand {
     /// Command services over HTTP: new and hot aggregates, 1 and 64 clients.
     Commands(CommandsBenchArgs),
     /// Rebuilding every read model from 1,000,000 stored events.
-    Replay(ReplayBenchArgs),
+    Replay(projectors::bench::ReplayBenchOptions),
     /// Live projection from RabbitMQ beside a raw consume baseline.
-    Projectors(ProjectorsBenchArgs),
+    Projectors(projectors::bench::LiveBenchOptions),
     /// GraphQL queries beside a plain endpoint returning the same record.
     Graphql(GraphqlBenchArgs),
     /// Orders through the whole multi-process pipeline, with real RabbitMQ.
@@ -50,32 +50,6 @@ pub struct CommandsBenchArgs {
     /// Seconds per run.
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
-}
-
-/// Flags of `shop bench replay`.
-#[derive(Debug, clap::Args)]
-pub struct ReplayBenchArgs {
-    /// Where the benchmark's files go.
-    #[arg(long, env = "SHOP_BENCH_DIR")]
-    dir: Option<std::path::PathBuf>,
-    /// Events in the store.
-    #[arg(long, default_value_t = 1_000_000)]
-    events: usize,
-}
-
-/// Flags of `shop bench projectors`.
-#[derive(Debug, clap::Args)]
-pub struct ProjectorsBenchArgs {
-    /// RabbitMQ.
-    #[arg(
-        long,
-        env = "SHOP_AMQP",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
-    )]
-    amqp: String,
-    /// Events published.
-    #[arg(long, default_value_t = 200_000)]
-    events: usize,
 }
 
 /// Flags of `shop bench graphql`.
@@ -121,22 +95,8 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
             })
             .await?
         }
-        BenchCommand::Replay(args) => {
-            projectors::bench::replay(projectors::bench::ReplayBenchOptions {
-                dir: args.dir,
-                events: args.events,
-                ..Default::default()
-            })
-            .await?
-        }
-        BenchCommand::Projectors(args) => {
-            projectors::bench::live(projectors::bench::LiveBenchOptions {
-                amqp: args.amqp,
-                events: args.events,
-                ..Default::default()
-            })
-            .await?
-        }
+        BenchCommand::Replay(options) => projectors::bench::replay(options).await?,
+        BenchCommand::Projectors(options) => projectors::bench::live(options).await?,
         BenchCommand::Graphql(args) => {
             query_api::bench::run(query_api::bench::BenchOptions {
                 connections: args.connections,
