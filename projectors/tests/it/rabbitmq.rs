@@ -89,6 +89,20 @@ async fn applied(projector: &Projector, stream: &str, version: u64) {
     );
 }
 
+/// Waits (bounded) until the consumer has read the store once: what a test
+/// adds to the store afterwards reaches the projector only the way the test
+/// sends it, not through that first catch-up.
+async fn first_catch_up_done(projector: &Projector) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !projector.is_caught_up() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the projector never caught up with the store"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// Reads dead letters until `count` arrived (bounded).
 async fn dead_letters(
     transport: &SharedTransport,
@@ -134,6 +148,7 @@ async fn poison_scenario(transport: SharedTransport) {
     let shutdown = Shutdown::new();
     let consumer =
         tokio::spawn(Arc::clone(&projector).consume(Arc::clone(&transport), shutdown.clone()));
+    first_catch_up_done(&projector).await;
     let mut publisher = transport.publisher().await.unwrap();
 
     let history = workload::record(&[
