@@ -281,6 +281,14 @@ impl Drop for IndexHelper {
     }
 }
 
+/// How long opening the index waits for sled's file lock to be released.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Whether sled refused to open because its database file is locked.
+fn is_lock_taken(error: &sled::Error) -> bool {
+    matches!(error, sled::Error::Io(io) if io.to_string().starts_with("could not acquire lock"))
+}
+
 /// The store's sled database.
 pub(crate) struct Index {
     db: sled::Db,
@@ -288,15 +296,29 @@ pub(crate) struct Index {
 
 impl Index {
     /// Opens (or creates) the index database in `path`.
+    ///
+    /// sled's file lock can outlive the previous handle for a moment (one of
+    /// its I/O threads may still hold the file after the last `Db` is gone),
+    /// so a store closed and reopened in one process may find it taken: that
+    /// one error is tried again for up to [`LOCK_WAIT`]. A lock held by
+    /// another process stays an error after that.
     pub(crate) fn open(path: &Path, cache_bytes: u64) -> Result<Self, IndexError> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(path)
             .cache_capacity(cache_bytes)
             // Background flushes only shorten the catch-up on the next open;
             // durability comes from the log.
-            .flush_every_ms(Some(1000))
-            .open()?;
-        Ok(Self { db })
+            .flush_every_ms(Some(1000));
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            match config.open() {
+                Ok(db) => return Ok(Self { db }),
+                Err(error) if is_lock_taken(&error) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
     }
 
     /// Applies a batch atomically, with the checkpoint `next_position`.
@@ -519,6 +541,26 @@ fn decode_category_pairs(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reopening_waits_for_a_lock_the_previous_handle_still_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Index::open(dir.path(), 1 << 20).unwrap();
+        first.db.insert(b"k", b"v".as_slice()).unwrap();
+        first.db.flush().unwrap();
+        // While the first handle lives, a plain open is refused as locked…
+        let refused = sled::Config::new().path(dir.path()).open().unwrap_err();
+        assert!(is_lock_taken(&refused), "{refused}");
+        // …and `Index::open` waits for it to go instead of failing.
+        let path = dir.path().to_path_buf();
+        let second = std::thread::spawn(move || Index::open(&path, 1 << 20));
+        drop(first);
+        let second = second.join().unwrap().expect("opens once the lock is free");
+        assert_eq!(
+            second.db.get(b"k").unwrap().as_deref(),
+            Some(b"v".as_slice())
+        );
+    }
 
     #[test]
     fn batches_index_streams_ids_categories_and_the_checkpoint() {
