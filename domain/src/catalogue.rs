@@ -19,6 +19,8 @@ use crate::envelope::{EventMetadata, NewEvent, RecordedEvent};
 use crate::values::Category;
 use crate::{cart, customer, order, payment, product, saga, shipment, stock, wishlist};
 
+mod direct;
+
 /// Any event of the shop, by aggregate (or process).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DomainEvent {
@@ -338,7 +340,24 @@ pub fn decode(recorded: &RecordedEvent) -> Result<DomainEvent, CatalogueError> {
 
 /// Reads an event from its parts (for forms of the envelope other than
 /// [`RecordedEvent`], such as the store's JSON API).
+///
+/// A payload at its type's current schema version is read straight into the
+/// typed event; others (and any error) go through a JSON `Value`, upcast.
 pub fn decode_data(
+    category: &str,
+    event_type: &str,
+    schema_version: u32,
+    data: &str,
+) -> Result<DomainEvent, CatalogueError> {
+    if let Some(event) = direct::decode_current(category, event_type, schema_version, data) {
+        return Ok(event);
+    }
+    decode_via_value(category, event_type, schema_version, data)
+}
+
+/// [`decode_data`] through a `serde_json::Value`: upcasts older schemas and
+/// gives the canonical errors.
+fn decode_via_value(
     category: &str,
     event_type: &str,
     schema_version: u32,
