@@ -381,9 +381,7 @@ impl StoreLog {
                     .into_iter()
                     .map(|queued| (queued.append, queued.reply))
                     .unzip();
-                // Kept to fall back on if the store does not know the route.
-                let retained = appends.clone();
-                match self.client.append_many(appends).await {
+                match self.client.append_many(&appends).await {
                     Ok(results) => {
                         for (reply, result) in replies.into_iter().zip(results) {
                             let _ = reply.send(result.map(Self::appended).map_err(Self::failure));
@@ -397,7 +395,7 @@ impl StoreLog {
                             "the store has no multi-stream append; appending one by one"
                         );
                         self.batcher.multi.store(false, Ordering::Relaxed);
-                        let batch = retained
+                        let batch = appends
                             .into_iter()
                             .zip(replies)
                             .map(|(append, reply)| QueuedAppend { append, reply })

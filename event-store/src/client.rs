@@ -19,8 +19,8 @@ use service_runtime::api_error::ErrorBody;
 
 use crate::store::{AppendResult, Direction, ExpectedVersion};
 use crate::wire::{
-    AppendFailure, AppendOutcome, AppendRequest, MultiAppendRequest, MultiAppendResponse,
-    StoreInfo, StreamAppend, BINARY_CONTENT_TYPE,
+    AppendFailure, AppendOutcome, AppendRequest, MultiAppendResponse, StoreInfo, StreamAppend,
+    BINARY_CONTENT_TYPE,
 };
 
 /// Why a call to the store failed.
@@ -285,10 +285,17 @@ impl StoreClient {
     /// [`StoreClient::append`] would report them.
     pub async fn append_many(
         &self,
-        appends: Vec<StreamAppend>,
+        appends: &[StreamAppend],
     ) -> Result<Vec<Result<AppendResult, ClientError>>, ClientError> {
+        /// [`crate::wire::MultiAppendRequest`] borrowing its appends: the same encoding,
+        /// without a copy of every event (the caller keeps its appends, e.g.
+        /// to send them one by one to a store without `POST /appends`).
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            appends: &'a [StreamAppend],
+        }
         let count = appends.len();
-        let body = bytes::Bytes::from(codec::encode(&MultiAppendRequest { appends })?);
+        let body = bytes::Bytes::from(codec::encode(&Body { appends })?);
         let url = format!("{}/appends", self.base);
         let response = self.post_binary(&url, body).await?;
         let answer: MultiAppendResponse = Self::binary_body(response, None).await?;

@@ -28,7 +28,7 @@ async fn the_client_appends_to_several_streams_each_on_its_own() {
         .unwrap();
     let retried = append("order-5", ExpectedVersion::NoStream, 1);
     let first = client
-        .append_many(vec![
+        .append_many(&[
             append("order-1", ExpectedVersion::NoStream, 2),
             // A stale expected version: refused alone.
             append("order-2", ExpectedVersion::NoStream, 1),
@@ -67,13 +67,16 @@ async fn the_client_appends_to_several_streams_each_on_its_own() {
         .unwrap();
     assert_eq!(order_2.len(), 1);
     // A retried append (same ids) gets its first answer and writes nothing.
-    let again = client.append_many(vec![retried.clone()]).await.unwrap();
+    let again = client
+        .append_many(std::slice::from_ref(&retried))
+        .await
+        .unwrap();
     assert_eq!(again[0].as_ref().unwrap(), ok(6));
     assert_eq!(server.running.store.head(), head);
     // The same ids under another stream are refused as reused.
     let mut moved = retried;
     moved.stream = "order-6".into();
-    let reused = client.append_many(vec![moved]).await.unwrap();
+    let reused = client.append_many(&[moved]).await.unwrap();
     assert!(
         matches!(reused[0], Err(ClientError::EventIdReused { .. })),
         "{reused:?}"
@@ -195,10 +198,8 @@ async fn concurrent_multi_appends_to_one_stream_never_both_win_a_version() {
             })
             .collect()
     };
-    let (a, b) = tokio::join!(
-        client.append_many(batch("a")),
-        client.append_many(batch("b"))
-    );
+    let (batch_a, batch_b) = (batch("a"), batch("b"));
+    let (a, b) = tokio::join!(client.append_many(&batch_a), client.append_many(&batch_b));
     let (a, b) = (a.unwrap(), b.unwrap());
     for (n, (a, b)) in a.iter().zip(&b).enumerate() {
         assert!(
