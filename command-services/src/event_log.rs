@@ -368,12 +368,7 @@ impl StoreLog {
         };
         match batch.len() {
             0 => {}
-            1 => {
-                for queued in batch {
-                    let answer = self.append_alone(queued.append).await;
-                    let _ = queued.reply.send(answer);
-                }
-            }
+            1 => self.send_one_by_one(batch).await,
             _ if !self.batcher.multi.load(Ordering::Relaxed) => self.send_one_by_one(batch).await,
             size => {
                 metrics::histogram!("store_append_batch_size").record(size as f64);

@@ -199,7 +199,6 @@ impl StoreClient {
         }
     }
 
-    /// Maps an error answer to a [`ClientError`].
     /// POSTs a body in the binary form, asking for the binary form back.
     async fn post_binary(
         &self,
@@ -217,6 +216,7 @@ impl StoreClient {
         .await
     }
 
+    /// Maps an error answer to a [`ClientError`].
     async fn error_from(response: reqwest::Response, stream: Option<&str>) -> ClientError {
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
