@@ -711,8 +711,7 @@ fn convert_load(raw: RawLoad) -> Result<LoadSpec, String> {
             .as_deref()
             .map(parse_duration)
             .transpose()?
-            .unwrap_or(poll)
-            .max(poll),
+            .unwrap_or(poll),
         timeline_path: raw.timeline_path,
     })
 }

@@ -197,6 +197,25 @@ pub(crate) async fn run_load(
 }
 
 impl OrderJob {
+    /// From `sent` to the time the timeline at `path` in `data` gives the
+    /// confirmation.
+    fn to_confirmation(
+        &self,
+        data: &Value,
+        path: &str,
+        sent: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Duration, String> {
+        let confirmed = &self.spec.confirmed;
+        let at = entered_at(data, path, confirmed)
+            .ok_or_else(|| format!("no {confirmed} entry with a time at {path:?} in {data}"))?;
+        // The server's clock is this machine's: a negative span is rounding,
+        // not travel in time.
+        Ok(at
+            .signed_duration_since(sent)
+            .to_std()
+            .unwrap_or(Duration::ZERO))
+    }
+
     async fn run(self) -> Outcome {
         match self.follow().await {
             Ok(outcome) => outcome,
@@ -239,23 +258,12 @@ impl OrderJob {
                 let status = status.as_ref().and_then(Value::as_str);
                 if status == Some(self.spec.confirmed.as_str()) {
                     let latency = sent.elapsed();
-                    let recorded = match &self.spec.timeline_path {
-                        Some(path) => Some(
-                            entered_at(&data, path, &self.spec.confirmed)
-                                .ok_or_else(|| {
-                                    format!(
-                                        "no {} entry with a time at {path:?} in {data}",
-                                        self.spec.confirmed
-                                    )
-                                })?
-                                .signed_duration_since(sent_wall)
-                                .to_std()
-                                // The server's clock is this machine's: a
-                                // negative span is rounding, not travel in time.
-                                .unwrap_or(Duration::ZERO),
-                        ),
-                        None => None,
-                    };
+                    let recorded = self
+                        .spec
+                        .timeline_path
+                        .as_deref()
+                        .map(|path| self.to_confirmation(&data, path, sent_wall))
+                        .transpose()?;
                     return Ok(Outcome::Confirmed {
                         placed_at,
                         latency,
