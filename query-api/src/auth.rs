@@ -406,14 +406,23 @@ impl Authenticator {
     /// Hashes a password off the async threads (argon2 is meant to be slow).
     pub async fn hash_password(&self, password: String) -> Result<String, GatewayError> {
         let params = self.params.clone();
+        self.argon2(move || hash_with(&params, password.as_bytes()))
+            .await?
+            .map_err(GatewayError::internal)
+    }
+
+    /// Runs argon2 work off the async threads, at most one per core at a time.
+    async fn argon2<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, GatewayError> {
         let _permit = self
             .hashing
             .acquire()
             .await
             .map_err(GatewayError::internal)?;
-        tokio::task::spawn_blocking(move || hash_with(&params, password.as_bytes()))
+        tokio::task::spawn_blocking(work)
             .await
-            .map_err(GatewayError::internal)?
             .map_err(GatewayError::internal)
     }
 
@@ -436,14 +445,9 @@ impl Authenticator {
                 _ => (self.dummy_hash.clone(), None),
             }
         };
-        let _permit = self
-            .hashing
-            .acquire()
-            .await
-            .map_err(GatewayError::internal)?;
-        let matches = tokio::task::spawn_blocking(move || verify(&hash, password.as_bytes()))
-            .await
-            .map_err(GatewayError::internal)?;
+        let matches = self
+            .argon2(move || verify(&hash, password.as_bytes()))
+            .await?;
         match actor {
             Some(actor) if matches => self.issue_token(actor),
             _ => Err(refused()),
