@@ -619,7 +619,8 @@ impl<A: Aggregate> Repository<A> {
                         state = A::evolve(state, &event);
                         let id = match &request.key {
                             Some(key) => event_id(key, stream, n),
-                            None => Uuid::new_v4(),
+                            // Time-ordered, so the store's id index grows at its end.
+                            None => Uuid::now_v7(),
                         };
                         let record = wire::encode::<A>(event, id, &metadata)
                             .map_err(|e| CommandError::Internal(e.to_string()))?;

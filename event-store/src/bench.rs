@@ -21,6 +21,7 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use crate::client::StoreClient;
+use crate::index::{Index, IndexBatch, IndexHelper};
 use crate::server;
 use crate::store::{ExpectedVersion, Store, StoreOptions};
 
@@ -65,9 +66,28 @@ impl Default for StoreBenchOptions {
 /// Size of the `data` of every benchmark event, in bytes.
 pub const EVENT_DATA_BYTES: usize = 300;
 
-fn bench_event(data: &str) -> NewEvent {
+/// How a benchmark's event ids are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ids {
+    /// Time-ordered (UUID v7), as the command services make them for commands
+    /// without an idempotency key: each lands at the end of the id index.
+    TimeOrdered,
+    /// Random (UUID v4), as a client may send: each lands anywhere in the id index.
+    Random,
+}
+
+impl Ids {
+    fn next(self) -> Uuid {
+        match self {
+            Self::TimeOrdered => Uuid::now_v7(),
+            Self::Random => Uuid::new_v4(),
+        }
+    }
+}
+
+fn bench_event(data: &str, ids: Ids) -> NewEvent {
     NewEvent {
-        event_id: Uuid::new_v4(),
+        event_id: ids.next(),
         event_type: "BenchEvent".into(),
         schema_version: 1,
         data: data.to_owned(),
@@ -138,6 +158,7 @@ async fn append_run<F, Fut>(
     writers: usize,
     duration: Duration,
     max_appends: u64,
+    ids: Ids,
     append: F,
 ) -> anyhow::Result<Tally>
 where
@@ -158,7 +179,7 @@ where
         tasks.spawn(async move {
             let mut done = 0u64;
             while done < per_writer && Instant::now() < deadline {
-                append(stream.clone(), bench_event(&data)).await?;
+                append(stream.clone(), bench_event(&data, ids)).await?;
                 done += 1;
             }
             anyhow::Ok(done)
@@ -179,9 +200,10 @@ async fn in_process_run(
     writers: usize,
     duration: Duration,
     max_appends: u64,
+    ids: Ids,
 ) -> anyhow::Result<Tally> {
     let store = store.clone();
-    append_run(writers, duration, max_appends, move |stream, event| {
+    append_run(writers, duration, max_appends, ids, move |stream, event| {
         let store = store.clone();
         async move {
             store
@@ -204,6 +226,7 @@ async fn http_run(
         writers,
         options.http_duration,
         options.http_max_appends,
+        Ids::TimeOrdered,
         move |stream, event| {
             let client = client.clone();
             async move {
@@ -218,13 +241,60 @@ async fn http_run(
     .await
 }
 
+/// The store's index work alone, as a ceiling for the appends: groups of
+/// `group` single-event appends to `group` streams, with time-ordered ids,
+/// written through the same index code and helper thread as the writer, with
+/// no log, no sync, no callers. In a fresh sled database in `dir`.
+async fn index_only_run(dir: &Path, group: usize, duration: Duration) -> anyhow::Result<Tally> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let index = Index::open(&dir, StoreOptions::default().index_cache_bytes)
+            .context("failed to open the index-only database")?;
+        let helper = IndexHelper::start(&index).context("failed to start the index helper")?;
+        let group = group.max(1);
+        let streams: Vec<String> = (0..group).map(|n| format!("bench-index-w{n}")).collect();
+        let mut versions = vec![0u64; group];
+        let hash = [7u8; 16];
+        let started = Instant::now();
+        let mut position = 0u64;
+        while started.elapsed() < duration {
+            let mut batch = IndexBatch::default();
+            for (stream, version) in streams.iter().zip(versions.iter_mut()) {
+                let offset = position * (EVENT_DATA_BYTES as u64 + 100);
+                batch.add_event(
+                    stream,
+                    "bench",
+                    *version,
+                    position,
+                    offset,
+                    Ids::TimeOrdered.next(),
+                    &hash,
+                );
+                *version += 1;
+                position += 1;
+            }
+            index
+                .apply_with(batch, Some(position), &helper)
+                .context("index-only write failed")?;
+        }
+        Ok(Tally {
+            count: position,
+            elapsed: started.elapsed(),
+        })
+    })
+    .await
+    .context("the index-only run panicked")?
+}
+
 /// Tops the store up to `events` and reads it all, 1000 events at a time.
 async fn read_all_run(store: &Store, events: u64) -> anyhow::Result<Tally> {
     let data = event_data();
     let mut batch_number = 0u64;
     while store.head() < events {
         let count = (events - store.head()).min(1000);
-        let batch = (0..count).map(|_| bench_event(&data)).collect();
+        let batch = (0..count)
+            .map(|_| bench_event(&data, Ids::TimeOrdered))
+            .collect();
         store
             .append(
                 &format!("bench-fill-{}", batch_number % 64),
@@ -282,14 +352,34 @@ pub async fn run_store_bench(options: StoreBenchOptions) -> anyhow::Result<Value
             let slice = options.duration / slices;
             for _ in 0..slices {
                 raw = raw.add(raw_sync(&dir, slice).await?);
-                single = single.add(in_process_run(&store, 1, slice, options.max_appends).await?);
+                single = single.add(
+                    in_process_run(&store, 1, slice, options.max_appends, Ids::TimeOrdered).await?,
+                );
             }
             single
         } else {
-            in_process_run(&store, writers, options.duration, options.max_appends).await?
+            in_process_run(
+                &store,
+                writers,
+                options.duration,
+                options.max_appends,
+                Ids::TimeOrdered,
+            )
+            .await?
         };
         in_process.insert(writers.to_string(), json!(tally.rate().round()));
     }
+    // The most writers again with random ids, and the index's own ceiling.
+    let most = options.writers.iter().copied().max().unwrap_or(1);
+    let random_ids = in_process_run(
+        &store,
+        most,
+        options.duration,
+        options.max_appends,
+        Ids::Random,
+    )
+    .await?;
+    let index_alone = index_only_run(&dir.join("index-only"), most, options.duration).await?;
     let read = read_all_run(&store, options.read_events).await?;
     store
         .shutdown()
@@ -335,6 +425,14 @@ pub async fn run_store_bench(options: StoreBenchOptions) -> anyhow::Result<Value
             figure(&in_process, &writers.to_string()),
         );
     }
+    row(
+        &format!("durable appends, {most} writers, random ids"),
+        random_ids.rate(),
+    );
+    row(
+        &format!("index writes alone, groups of {most} (ceiling)"),
+        index_alone.rate(),
+    );
     for &writers in &options.writers {
         row(
             &format!("durable appends, HTTP (binary), {writers} writers"),
@@ -357,6 +455,8 @@ pub async fn run_store_bench(options: StoreBenchOptions) -> anyhow::Result<Value
         "dir": base.display().to_string(),
         "raw_fdatasync_per_sec": raw_rate.round(),
         "in_process_appends_per_sec": in_process,
+        "in_process_random_ids_appends_per_sec": { most.to_string(): random_ids.rate().round() },
+        "index_only_events_per_sec": index_alone.rate().round(),
         "http_appends_per_sec": http,
         "read_all_events_per_sec": read.rate().round(),
         "read_all_events": read.count,

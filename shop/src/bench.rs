@@ -42,6 +42,9 @@ pub struct StoreBenchArgs {
     /// Seconds per in-process append run.
     #[arg(long, default_value_t = 4)]
     seconds: u64,
+    /// Concurrent writer counts to run, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,256")]
+    writers: Vec<usize>,
 }
 
 /// Flags of `shop bench commands`.
@@ -125,6 +128,7 @@ async fn store(args: StoreBenchArgs) -> anyhow::Result<serde_json::Value> {
     let options = event_store::bench::StoreBenchOptions {
         dir: args.dir,
         duration: std::time::Duration::from_secs(args.seconds),
+        writers: args.writers,
         ..Default::default()
     };
     let mut report = event_store::bench::run_store_bench(options).await?;
