@@ -21,6 +21,7 @@ pub mod bench;
 pub mod client;
 pub mod index;
 mod log;
+pub mod log_reader;
 pub mod names;
 pub mod relay;
 pub mod server;
@@ -28,6 +29,7 @@ pub mod store;
 pub mod wire;
 
 pub use client::{ClientError, StoreClient};
+pub use log_reader::{LogReader, LogReaderError};
 pub use store::{
     AppendError, AppendResult, Direction, ExpectedVersion, OpenError, ReadError, StorageError,
     Store, StoreOptions,

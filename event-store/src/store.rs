@@ -16,7 +16,7 @@
 
 mod id_filter;
 mod reads;
-mod recovery;
+pub(crate) mod recovery;
 mod writer;
 
 use std::collections::HashSet;
@@ -177,7 +177,7 @@ pub enum StorageError {
 }
 
 impl StorageError {
-    fn io(context: &'static str) -> impl FnOnce(io::Error) -> Self {
+    pub(crate) fn io(context: &'static str) -> impl FnOnce(io::Error) -> Self {
         move |source| Self::Io { context, source }
     }
 }

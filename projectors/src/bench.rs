@@ -31,7 +31,7 @@ use crate::{
     projection::projection_for,
     replay::{rebuild_with, Target, COMMIT_EVERY},
     runtime::{Projector, RuntimeSettings},
-    source::{MemorySource, SharedSource, StoreSource},
+    source::{MemorySource, SharedSource},
     viewdb::{DbOptions, ViewDb},
     workload::{self, Workload, WorkloadOptions},
 };
@@ -217,8 +217,9 @@ pub async fn replay(options: ReplayBenchOptions) -> anyhow::Result<Value> {
             .await
             .map_err(|error| anyhow::anyhow!("cannot close the store: {error}"))?;
     }
-    let store = event_store::Store::open(&store_dir, store_options()).await?;
-    let head = store.head();
+    // Read as `shop replay --data` reads: the stopped store's log files only.
+    let log = crate::replay::open_log(&store_dir)?;
+    let head = log.log_head();
     let views_dir = dir.join("replay-views");
     if views_dir.exists() {
         std::fs::remove_dir_all(&views_dir)
@@ -245,7 +246,7 @@ pub async fn replay(options: ReplayBenchOptions) -> anyhow::Result<Value> {
             db: Arc::new(db),
         });
     }
-    let source: SharedSource = Arc::new(StoreSource::new(store.clone()));
+    let source: SharedSource = Arc::new(log);
     let cpu_before = cpu_seconds();
     let commit_every = options.commit_every.unwrap_or(COMMIT_EVERY);
     let report = rebuild_with(targets, source, head, Arc::new(|_, _| {}), commit_every).await?;
@@ -253,13 +254,24 @@ pub async fn replay(options: ReplayBenchOptions) -> anyhow::Result<Value> {
         .zip(cpu_before)
         .map(|(after, before)| after - before);
     let peak = proc_status_mib("VmHWM:");
-    store
-        .shutdown()
-        .await
-        .map_err(|error| anyhow::anyhow!("cannot close the store: {error}"))?;
+    let floor = sled_floor(
+        &views_dir,
+        &dir.join("replay-floor"),
+        &report,
+        options.cache_mb,
+    )
+    .await?;
     if options.dir.is_some() {
         std::fs::remove_dir_all(&views_dir).ok();
     }
+    eprintln!(
+        "sled floor: copying the rebuilt views' {} entries into fresh databases, sorted, on {} threads: {:.2} s, {:.1} CPU s; the replay cannot beat {:.0} events/s on sled",
+        floor.entries,
+        floor.threads,
+        floor.seconds,
+        floor.cpu_seconds.unwrap_or(f64::NAN),
+        floor.ceiling_events_per_second
+    );
     eprintln!(
         "replay: {} events into {} views in {:.2} s: {:.0} events/s (target 300000), {:.1} CPU s; peak RSS {:.0} MiB (target < 200)",
         report.events,
@@ -284,7 +296,111 @@ pub async fn replay(options: ReplayBenchOptions) -> anyhow::Result<Value> {
         "target_peak_rss_mib": 200,
         "fill_seconds": filled,
         "per_view": report.views,
+        "sled_floor": {
+            "entries": floor.entries,
+            "threads": floor.threads,
+            "seconds": floor.seconds,
+            "cpu_seconds": floor.cpu_seconds,
+            "ceiling_events_per_second": floor.ceiling_events_per_second,
+            "replay_vs_ceiling": report.events_per_second / floor.ceiling_events_per_second.max(1e-9),
+        },
     }))
+}
+
+/// What writing the rebuilt views alone into sled costs.
+struct SledFloor {
+    entries: u64,
+    threads: usize,
+    seconds: f64,
+    cpu_seconds: Option<f64>,
+    /// The replay's events divided by `seconds`: what the replay would reach
+    /// if reading, decoding and applying events cost nothing.
+    ceiling_events_per_second: f64,
+}
+
+/// Copies every rebuilt view database under `views_dir` into a fresh one
+/// under `floor_dir`, key by key in key order, the views spread over one
+/// thread per core as the replay spreads them: the least sled itself needs
+/// to write what the replay wrote, measured in the same run.
+async fn sled_floor(
+    views_dir: &Path,
+    floor_dir: &Path,
+    report: &crate::replay::RebuildReport,
+    cache_mb: Option<u64>,
+) -> anyhow::Result<SledFloor> {
+    let db_options = || match cache_mb {
+        Some(mib) => DbOptions {
+            cache_bytes: mib.max(1) * 1024 * 1024,
+        },
+        None => DbOptions::default(),
+    };
+    if floor_dir.exists() {
+        std::fs::remove_dir_all(floor_dir)
+            .with_context(|| format!("cannot remove {}", floor_dir.display()))?;
+    }
+    // Largest first, each to the thread with the least so far.
+    let mut views: Vec<(String, u64)> = report
+        .views
+        .iter()
+        .map(|view| (view.name.clone(), view.documents_written))
+        .collect();
+    views.sort_by_key(|(_, documents)| std::cmp::Reverse(*documents));
+    let threads = std::thread::available_parallelism()
+        .map_or(2, usize::from)
+        .clamp(1, views.len().max(1));
+    let mut groups: Vec<(u64, Vec<String>)> = vec![(0, Vec::new()); threads];
+    for (name, documents) in views {
+        if let Some(group) = groups.iter_mut().min_by_key(|(load, _)| *load) {
+            group.0 += documents;
+            group.1.push(name);
+        }
+    }
+    let mut pairs = Vec::new();
+    for (_, names) in groups {
+        let mut group = Vec::new();
+        for name in names {
+            let from = ViewDb::open(&views_dir.join(&name), db_options())?;
+            let to = ViewDb::open(&floor_dir.join(&name), db_options())?;
+            group.push((from, to));
+        }
+        pairs.push(group);
+    }
+    let cpu_before = cpu_seconds();
+    let started = Instant::now();
+    let entries = tokio::task::spawn_blocking(move || {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = pairs
+                .iter()
+                .map(|group| {
+                    scope.spawn(move || {
+                        group.iter().try_fold(0u64, |sum, (from, to)| {
+                            from.copy_into(to).map(|copied| sum + copied)
+                        })
+                    })
+                })
+                .collect();
+            handles.into_iter().try_fold(0u64, |sum, handle| {
+                let copied = handle
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("a sled floor thread panicked"))??;
+                anyhow::Ok(sum + copied)
+            })
+        })
+    })
+    .await
+    .context("the sled floor run was cancelled")??;
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
+    std::fs::remove_dir_all(floor_dir).ok();
+    Ok(SledFloor {
+        entries,
+        threads,
+        seconds,
+        cpu_seconds: cpu,
+        ceiling_events_per_second: report.events as f64 / seconds.max(1e-9),
+    })
 }
 
 /// Publishes `messages` with confirms, in windows.

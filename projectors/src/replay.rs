@@ -6,8 +6,9 @@
 //! batches (one transaction per [`COMMIT_EVERY`] events, so a hot document
 //! is encoded once per batch, not once per event).
 //!
-//! - [`replay_offline`]: a stopped system's `--data DIR`: the store's files
-//!   are read in this process, each view is rebuilt into a new generation
+//! - [`replay_offline`]: a stopped system's `--data DIR`: the store's log
+//!   files are read in this process ([`open_log`]; the store itself, with
+//!   its index, is not opened), each view is rebuilt into a new generation
 //!   beside the old one, and `CURRENT` is swapped.
 //! - Live: [`crate::runtime::Projector::replay_live`], behind
 //!   `POST /admin/replay`, does the same while the projector keeps serving,
@@ -29,7 +30,7 @@ use crate::{
     layout::ViewDir,
     name::ProjectorName,
     projection::{projection_for, SharedProjection},
-    source::{SharedSource, StoreSource},
+    source::{LogSource, SharedSource},
     viewdb::{DbOptions, ViewDb, ViewTx, WrittenKeys},
 };
 
@@ -43,7 +44,7 @@ pub const LIVE_COMMIT_EVERY: usize = 50_000;
 /// Streams from this version on keep their position through a rebuild.
 const LONG_STREAM: u64 = 64;
 /// Batches buffered between the reader, the decoder and the views.
-const CHANNEL_DEPTH: usize = 4;
+const CHANNEL_DEPTH: usize = 2;
 
 /// One view to rebuild: its projection and the (fresh) database to fill.
 #[derive(Clone)]
@@ -425,23 +426,18 @@ pub fn store_dir(data: &Path) -> PathBuf {
     data.join("event-store")
 }
 
-/// Opens the event store's files for reading with a small cache.
-pub async fn open_store(store_dir: &Path) -> anyhow::Result<event_store::Store> {
-    if !store_dir.exists() {
-        anyhow::bail!("no event store in {}", store_dir.display());
-    }
-    let options = event_store::StoreOptions {
-        index_cache_bytes: 16 * 1024 * 1024,
-        ..event_store::StoreOptions::default()
-    };
-    event_store::Store::open(store_dir, options)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot open the event store in {} (is it running? then use --target)",
-                store_dir.display()
-            )
-        })
+/// Opens a stopped event store's log for reading (no index, nothing written).
+pub fn open_log(store_dir: &Path) -> anyhow::Result<LogSource> {
+    let reader = event_store::LogReader::open(store_dir).map_err(|error| match error {
+        event_store::LogReaderError::StoreRunning(_) => {
+            anyhow::anyhow!("{error}; replay through the running system with --target")
+        }
+        other => anyhow::Error::new(other).context(format!(
+            "cannot read the event store in {}",
+            store_dir.display()
+        )),
+    })?;
+    Ok(LogSource::new(reader))
 }
 
 /// Checks that nobody has the live generation of `name` open.
@@ -466,10 +462,18 @@ fn ensure_not_running(
 pub async fn replay_offline(
     names: &[ProjectorName],
     data: &Path,
-    store: event_store::Store,
+    source: SharedSource,
     options: DbOptions,
     progress: Progress,
 ) -> anyhow::Result<OfflineReport> {
+    let store_id = source
+        .store_id()
+        .await
+        .context("cannot read the store id")?;
+    let head = source
+        .head()
+        .await
+        .context("cannot read the store's head")?;
     let mut targets = Vec::new();
     let mut paths = Vec::new();
     for name in names {
@@ -480,15 +484,13 @@ pub async fn replay_offline(
             ViewDb::open(&path, options)
                 .with_context(|| format!("cannot create {}", path.display()))?,
         );
-        db.set_store_id(store.store_id())?;
+        db.set_store_id(store_id)?;
         targets.push(Target {
             projection: projection_for(*name),
             db,
         });
         paths.push((dir, path));
     }
-    let head = store.head();
-    let source: SharedSource = Arc::new(StoreSource::new(store.clone()));
     let rebuild = rebuild(targets.clone(), source, head, progress).await?;
     let mut replayed = Vec::new();
     for ((target, (dir, path)), view) in targets.into_iter().zip(paths).zip(&rebuild.views) {

@@ -249,3 +249,80 @@ impl EventSource for StoreSource {
         }
     }
 }
+
+/// A source over a stopped store's log files ([`event_store::LogReader`]):
+/// what an offline rebuild reads, without opening the store and its index.
+#[derive(Debug, Clone)]
+pub struct LogSource {
+    reader: Arc<event_store::LogReader>,
+}
+
+impl LogSource {
+    /// A source over `reader`.
+    pub fn new(reader: event_store::LogReader) -> Self {
+        Self {
+            reader: Arc::new(reader),
+        }
+    }
+
+    /// The position after the last event of the log.
+    pub fn log_head(&self) -> u64 {
+        self.reader.head()
+    }
+
+    async fn read(&self, from: u64, limit: usize) -> Result<Vec<RecordedEvent>, SourceError> {
+        let reader = Arc::clone(&self.reader);
+        tokio::task::spawn_blocking(move || reader.read_all(from, limit))
+            .await
+            .map_err(|error| SourceError::Unavailable {
+                message: format!("the log read was cancelled: {error}"),
+            })?
+            .map_err(|error| SourceError::Unavailable {
+                message: error.to_string(),
+            })
+    }
+}
+
+/// Events a [`LogSource`] scans per read while looking for one stream.
+const STREAM_SCAN_CHUNK: usize = 10_000;
+
+#[async_trait]
+impl EventSource for LogSource {
+    async fn store_id(&self) -> Result<Uuid, SourceError> {
+        Ok(self.reader.store_id())
+    }
+
+    async fn head(&self) -> Result<u64, SourceError> {
+        Ok(self.reader.head())
+    }
+
+    async fn read_all(&self, from: u64, limit: usize) -> Result<Vec<RecordedEvent>, SourceError> {
+        self.read(from, limit).await
+    }
+
+    /// The log has no stream index: this scans it from the start. A rebuild
+    /// reads the log in order and never needs it; it is here for completeness.
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, SourceError> {
+        let mut found = Vec::new();
+        let mut position = 0;
+        while found.len() < limit {
+            let chunk = self.read(position, STREAM_SCAN_CHUNK).await?;
+            let Some(last) = chunk.last() else {
+                break;
+            };
+            position = last.position + 1;
+            found.extend(
+                chunk
+                    .into_iter()
+                    .filter(|event| event.stream == stream && event.version >= from),
+            );
+        }
+        found.truncate(limit);
+        Ok(found)
+    }
+}

@@ -173,25 +173,23 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         .store_data
         .clone()
         .unwrap_or_else(|| replay::store_dir(data));
-    let store = replay::open_store(&store_dir).await?;
+    let log = replay::open_log(&store_dir)?;
+    let head = log.log_head();
     let label = if names.len() == 1 {
         names[0].to_string()
     } else {
         "all".to_owned()
     };
-    let (bar, progress) = progress_bar(store.head(), &label);
+    let (bar, progress) = progress_bar(head, &label);
     let progress: replay::Progress = if args.quiet {
         bar.finish_and_clear();
         Arc::new(|_, _| {})
     } else {
         progress
     };
-    let result =
-        replay::replay_offline(&names, data, store.clone(), DbOptions::default(), progress).await;
+    let report =
+        replay::replay_offline(&names, data, Arc::new(log), DbOptions::default(), progress).await?;
     bar.finish();
-    let closed = store.shutdown().await;
-    let report = result?;
-    closed.map_err(|error| anyhow::anyhow!("cannot close the event store: {error}"))?;
     eprintln!(
         "replayed {} events into {} read model(s) in {:.2} s ({:.0} events/s)",
         report.rebuild.events,

@@ -6,6 +6,7 @@ mod client;
 mod crash;
 mod fixtures;
 mod http;
+mod log_reader;
 mod model;
 mod multi_append;
 mod recovery;

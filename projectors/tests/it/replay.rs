@@ -7,7 +7,7 @@ use axum::{body::Body, http::Request};
 use event_store::{Store, StoreOptions};
 use projectors::{
     layout::ViewDir,
-    replay::{digest_offline, replay_offline, store_dir},
+    replay::{self, digest_offline, replay_offline, store_dir},
     router,
     runtime::{Projector, RuntimeSettings},
     source::{SharedSource, StoreSource},
@@ -83,16 +83,21 @@ async fn an_offline_replay_rebuilds_every_view_with_the_digest_of_the_live_one_a
     for name in ProjectorName::ALL {
         live.push((name, follow(data, name, &store).await));
     }
+    // Offline: the store is stopped and only its log files are read.
+    let head = store.head();
+    store.shutdown().await.unwrap();
+    drop(store);
+    let log = replay::open_log(&store_dir(data)).unwrap();
     let report = replay_offline(
         &ProjectorName::ALL,
         data,
-        store.clone(),
+        Arc::new(log),
         DbOptions::default(),
         Arc::new(|_, _| {}),
     )
     .await
     .unwrap();
-    assert_eq!(report.rebuild.events, store.head());
+    assert_eq!(report.rebuild.events, head);
     for ((name, live_digest), replayed) in live.iter().zip(&report.replayed) {
         assert_eq!(replayed.name, *name);
         assert_eq!(&replayed.digest, live_digest, "{name}");
@@ -114,6 +119,17 @@ async fn an_offline_replay_rebuilds_every_view_with_the_digest_of_the_live_one_a
         .root()
         .join("gen-000001")
         .exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_replay_refuses_to_read_the_log_of_a_running_store() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path();
+    let store = store_with_history(data, 100, 14).await;
+    let error = replay::open_log(&store_dir(data)).unwrap_err();
+    let message = format!("{error:#}");
+    assert!(message.contains("running"), "{message}");
+    assert!(message.contains("--target"), "{message}");
     store.shutdown().await.unwrap();
 }
 
@@ -135,7 +151,7 @@ async fn an_offline_replay_refuses_to_touch_the_view_of_a_running_projector() {
     let error = replay_offline(
         &[name],
         data,
-        store.clone(),
+        Arc::new(StoreSource::new(store.clone())),
         DbOptions::default(),
         Arc::new(|_, _| {}),
     )
