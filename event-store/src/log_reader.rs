@@ -142,19 +142,18 @@ impl LogReader {
         // (one of sled's threads outlives the handle briefly): wait a little.
         let deadline = std::time::Instant::now() + LOCK_WAIT;
         while let Some(lock) = &lock {
-            match lock.try_lock_shared() {
+            // The same lock, through the same crate, as sled's.
+            match fs2::FileExt::try_lock_shared(lock) {
                 Ok(()) => break,
-                Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                Err(std::fs::TryLockError::WouldBlock) => {
-                    return Err(LogReaderError::StoreRunning(dir.to_path_buf()))
-                }
-                Err(std::fs::TryLockError::Error(error)) => {
+                Err(error) if error.kind() != fs2::lock_contended_error().kind() => {
                     return Err(io_error("cannot lock the index database file", &lock_path)(
                         error,
                     ))
                 }
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(_) => return Err(LogReaderError::StoreRunning(dir.to_path_buf())),
             }
         }
 

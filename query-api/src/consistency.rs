@@ -3,10 +3,11 @@
 //!
 //! A mutation answers the token `"<stream>@<version>"` of the stream it wrote.
 //! A query given that token asks each projector it reads, and that applies
-//! events of the stream's category, for its position of the stream
-//! (`GET /positions?stream=`) until the position reaches the version, polling
-//! with a growing interval up to the configured one, within the configured
-//! bound, else `TIMEOUT`. A projector that never applies that category (the
+//! events of the stream's category, to answer once its position of the stream
+//! reaches the version (`GET /positions?stream=&min_version=&timeout_ms=`, a
+//! long poll: the projector answers after the commit that applies it), within
+//! the configured bound, else `TIMEOUT`. A backend that cannot wait is asked
+//! again with a growing pause up to the configured poll interval. A projector that never applies that category (the
 //! carts view and an `order-…` token) has nothing to wait for.
 
 use std::{
@@ -192,7 +193,11 @@ pub async fn wait_for(
         }
         let mut pause = Duration::from_millis(2).min(settings.poll_interval);
         loop {
-            let position = read_models.position(projector, token.stream()).await?;
+            // A long poll: the projector answers once it has the version, or at the deadline.
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let position = read_models
+                .wait_for_position(projector, token.stream(), token.version(), remaining)
+                .await?;
             let now = Instant::now();
             if let Some(version) = position {
                 applied.note(projector, token.stream(), version, now);
@@ -211,7 +216,8 @@ pub async fn wait_for(
                     ),
                 });
             }
-            // A poll interval, not a synchronisation: the projector is another process.
+            // Answered early without the version (a backend that cannot
+            // wait): a poll interval, not a synchronisation.
             tokio::time::sleep(pause.min(deadline - now)).await;
             pause = (pause * 2).min(settings.poll_interval);
         }

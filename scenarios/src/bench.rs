@@ -144,7 +144,7 @@ as = "e2e-${{index}}"
   settle = "{settle}s"
   poll = "50ms"
   poll_max = "1s"
-  status_query = 'query {{ order(id: "${{order_id}}") {{ status timeline {{ status at }} }} }}'
+  status_query = 'query {{ order(id: "${{order_id}}", waitFor: [CONFIRMED, CANCELLED], waitMs: 5000) {{ status timeline {{ status at }} }} }}'
   timeline_path = "order.timeline"
   order = '''
 mutation {{

@@ -363,6 +363,9 @@ struct RawExpectation {
 
 const DEFAULT_WITHIN: Duration = Duration::from_secs(10);
 const DEFAULT_EVERY: Duration = Duration::from_millis(50);
+/// How long the default load status query asks the query API to hold it
+/// (`order(id, waitFor, waitMs)`), so an order costs one status request.
+const DEFAULT_STATUS_WAIT_MS: u64 = 5_000;
 const DEFAULT_SHOP_WITHIN: Duration = Duration::from_secs(300);
 
 /// Variables every run sets: the run's unique id, the target URL, the scenario's name.
@@ -684,6 +687,10 @@ fn convert_load(raw: RawLoad) -> Result<LoadSpec, String> {
         .map(parse_duration)
         .transpose()?
         .unwrap_or(Duration::from_millis(20));
+    let confirmed = raw.confirmed.unwrap_or_else(|| "CONFIRMED".to_owned());
+    let cancelled = raw
+        .cancelled
+        .unwrap_or_else(|| vec!["CANCELLED".to_owned()]);
     Ok(LoadSpec {
         rate: raw.rate,
         duration,
@@ -691,14 +698,20 @@ fn convert_load(raw: RawLoad) -> Result<LoadSpec, String> {
         before: raw.before,
         order: raw.order,
         order_id: raw.order_id,
-        status_query: raw
-            .status_query
-            .unwrap_or_else(|| r#"query { order(id: "${order_id}") { status } }"#.to_owned()),
+        status_query: raw.status_query.unwrap_or_else(|| {
+            // One request that the query API holds until the status is final for the clock.
+            let statuses = std::iter::once(&confirmed)
+                .chain(&cancelled)
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!(
+                r#"query {{ order(id: "${{order_id}}", waitFor: [{statuses}], waitMs: {DEFAULT_STATUS_WAIT_MS}) {{ status }} }}"#
+            )
+        }),
         status_path: raw.status_path.unwrap_or_else(|| "order.status".to_owned()),
-        confirmed: raw.confirmed.unwrap_or_else(|| "CONFIRMED".to_owned()),
-        cancelled: raw
-            .cancelled
-            .unwrap_or_else(|| vec!["CANCELLED".to_owned()]),
+        confirmed,
+        cancelled,
         settle: raw
             .settle
             .as_deref()

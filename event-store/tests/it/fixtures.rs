@@ -100,3 +100,13 @@ impl TestServer {
         self.dir
     }
 }
+
+/// The store's segment files, in order.
+pub fn segment_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut paths: Vec<std::path::PathBuf> = std::fs::read_dir(dir.join("log"))
+        .expect("the log directory")
+        .map(|entry| entry.expect("a directory entry").path())
+        .collect();
+    paths.sort();
+    paths
+}

@@ -2,12 +2,11 @@
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
 
 use event_store::{ExpectedVersion, LogReader, LogReaderError, StorageError, StoreOptions};
 use serde_json::json;
 
-use crate::fixtures::{event, temp_store_with};
+use crate::fixtures::{event, segment_files, temp_store_with};
 
 /// Small segments, so a few hundred events span several.
 fn small_segments() -> StoreOptions {
@@ -15,15 +14,6 @@ fn small_segments() -> StoreOptions {
         segment_size: 4 * 1024,
         ..StoreOptions::default()
     }
-}
-
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir.join("log"))
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .collect();
-    paths.sort();
-    paths
 }
 
 /// Writes `appends` appends of 1–3 events to five streams; returns every
@@ -48,7 +38,10 @@ async fn written(appends: u64) -> (tempfile::TempDir, Vec<domain::envelope::Reco
 #[tokio::test]
 async fn reads_every_event_across_segments_as_the_store_does() {
     let (dir, all) = written(200).await;
-    assert!(segments(dir.path()).len() > 3, "the events span segments");
+    assert!(
+        segment_files(dir.path()).len() > 3,
+        "the events span segments"
+    );
 
     let reader = LogReader::open(dir.path()).unwrap();
     assert_eq!(reader.head(), all.len() as u64);
@@ -91,7 +84,7 @@ async fn a_running_store_is_refused_and_a_stopped_one_read() {
 #[tokio::test]
 async fn a_torn_tail_ends_the_log_and_is_left_for_the_store() {
     let (dir, all) = written(30).await;
-    let last = segments(dir.path()).pop().unwrap();
+    let last = segment_files(dir.path()).pop().unwrap();
     let len = std::fs::metadata(&last).unwrap().len();
     OpenOptions::new()
         .write(true)
@@ -116,7 +109,7 @@ async fn a_torn_tail_ends_the_log_and_is_left_for_the_store() {
 #[tokio::test]
 async fn a_damaged_record_before_the_tail_is_an_error() {
     let (dir, _) = written(200).await;
-    let first = segments(dir.path()).remove(0);
+    let first = segment_files(dir.path()).remove(0);
     // Flip a byte inside the first record's payload.
     let file = OpenOptions::new()
         .read(true)

@@ -1,21 +1,11 @@
 //! Opening a store whose files were damaged or lost, as a crash or a disk leaves them.
 
 use std::fs::OpenOptions;
-use std::path::{Path, PathBuf};
 
 use event_store::{Direction, ExpectedVersion, OpenError, Store, StoreOptions};
 use serde_json::json;
 
-use crate::fixtures::{event, temp_store};
-
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir.join("log"))
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .collect();
-    paths.sort();
-    paths
-}
+use crate::fixtures::{event, segment_files, temp_store};
 
 /// Appends `count` single-event appends to `order-<n % 3>` and closes the store.
 async fn written_store(count: u64) -> tempfile::TempDir {
@@ -37,7 +27,7 @@ async fn written_store(count: u64) -> tempfile::TempDir {
 #[tokio::test]
 async fn a_torn_tail_is_truncated_and_earlier_events_stay_intact() {
     let dir = written_store(20).await;
-    let segment = segments(dir.path()).pop().unwrap();
+    let segment = segment_files(dir.path()).pop().unwrap();
     let len = std::fs::metadata(&segment).unwrap().len();
     // Cut the last record in the middle, as a crash during its write would.
     OpenOptions::new()
@@ -76,7 +66,7 @@ async fn a_torn_tail_is_truncated_and_earlier_events_stay_intact() {
 #[tokio::test]
 async fn a_torn_tail_past_the_indexed_events_is_truncated_too() {
     let dir = written_store(5).await;
-    let segment = segments(dir.path()).pop().unwrap();
+    let segment = segment_files(dir.path()).pop().unwrap();
     // Garbage appended by a write that never completed (not a whole record).
     let mut bytes = std::fs::read(&segment).unwrap();
     let clean_len = bytes.len() as u64;
@@ -93,7 +83,7 @@ async fn a_torn_tail_past_the_indexed_events_is_truncated_too() {
 #[tokio::test]
 async fn a_corrupt_record_before_the_tail_stops_the_open_naming_its_position() {
     let dir = written_store(20).await;
-    let segment = segments(dir.path()).pop().unwrap();
+    let segment = segment_files(dir.path()).pop().unwrap();
     let store = Store::open(dir.path(), StoreOptions::default())
         .await
         .unwrap();
@@ -193,7 +183,7 @@ async fn a_missing_segment_stops_the_open() {
     }
     store.shutdown().await.unwrap();
     drop(store);
-    let all = segments(dir.path());
+    let all = segment_files(dir.path());
     assert!(all.len() > 3);
     std::fs::remove_file(&all[1]).unwrap();
     assert!(matches!(
@@ -207,7 +197,7 @@ async fn a_damaged_last_record_the_index_covers_is_corruption_not_a_torn_tail() 
     // The index says the last record was synced (and so acknowledged): losing
     // it would lose an acknowledged event, so the open refuses instead.
     let dir = written_store(10).await;
-    let segment = segments(dir.path()).pop().unwrap();
+    let segment = segment_files(dir.path()).pop().unwrap();
     let len = std::fs::metadata(&segment).unwrap().len();
     OpenOptions::new()
         .write(true)

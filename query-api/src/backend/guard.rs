@@ -199,6 +199,18 @@ impl GuardedReadModels {
         projector: Projector,
         call: impl Future<Output = Result<T, GatewayError>>,
     ) -> Result<T, GatewayError> {
+        self.guarded_within(projector, None, call).await
+    }
+
+    /// Like [`guarded`](Self::guarded), for a call the projector may hold for
+    /// up to `wait` on purpose (a long poll): its bound is the call timeout
+    /// plus `wait`, and its duration is not a call latency.
+    async fn guarded_within<T>(
+        &self,
+        projector: Projector,
+        wait: Option<Duration>,
+        call: impl Future<Output = Result<T, GatewayError>>,
+    ) -> Result<T, GatewayError> {
         let Some(breaker) = self.breakers.get(&projector) else {
             return call.await;
         };
@@ -211,14 +223,12 @@ impl GuardedReadModels {
             });
         };
         let started = Instant::now();
-        let outcome = match tokio::time::timeout(self.settings.call_timeout, call).await {
+        let bound = self.settings.call_timeout + wait.unwrap_or_default();
+        let outcome = match tokio::time::timeout(bound, call).await {
             Ok(outcome) => outcome,
-            Err(_) => Err(GatewayError::call_timeout(
-                projector.as_str(),
-                self.settings.call_timeout,
-            )),
+            Err(_) => Err(GatewayError::call_timeout(projector.as_str(), bound)),
         };
-        if let Some(histogram) = self.call_seconds.get(&projector) {
+        if let (None, Some(histogram)) = (wait, self.call_seconds.get(&projector)) {
             histogram.record(started.elapsed().as_secs_f64());
         }
         permit.settle(outcome.as_ref().is_err_and(GatewayError::is_outage));
@@ -244,6 +254,22 @@ impl ReadModels for GuardedReadModels {
     ) -> Result<Option<u64>, GatewayError> {
         self.guarded(projector, self.inner.position(projector, stream))
             .await
+    }
+
+    async fn wait_for_position(
+        &self,
+        projector: Projector,
+        stream: &str,
+        min_version: u64,
+        wait: Duration,
+    ) -> Result<Option<u64>, GatewayError> {
+        self.guarded_within(
+            projector,
+            Some(wait),
+            self.inner
+                .wait_for_position(projector, stream, min_version, wait),
+        )
+        .await
     }
 
     async fn products(

@@ -257,6 +257,27 @@ impl ReadModels for HttpReadModels {
         Ok(answer.and_then(|answer| answer.version))
     }
 
+    async fn wait_for_position(
+        &self,
+        projector: Projector,
+        stream: &str,
+        min_version: u64,
+        wait: Duration,
+    ) -> Result<Option<u64>, GatewayError> {
+        let request = self
+            .client
+            .get(self.url(projector, "/positions"))
+            .query(&[
+                ("stream", stream.to_owned()),
+                ("min_version", min_version.to_string()),
+                ("timeout_ms", wait.as_millis().to_string()),
+            ])
+            // The projector holds the request for up to `wait`.
+            .timeout(self.timeout + wait);
+        let answer: Option<PositionAnswer> = self.read(projector, request).await?;
+        Ok(answer.and_then(|answer| answer.version))
+    }
+
     async fn products(
         &self,
         first: usize,

@@ -10,7 +10,7 @@ pub mod guard;
 pub mod http;
 pub mod memory;
 
-use std::{collections::HashMap, fmt};
+use std::{collections::HashMap, fmt, time::Duration};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -322,6 +322,22 @@ pub trait ReadModels: Send + Sync + 'static {
         projector: Projector,
         stream: &str,
     ) -> Result<Option<u64>, GatewayError>;
+
+    /// `GET /positions?stream=&min_version=&timeout_ms=`: the same, but the
+    /// projector answers as soon as it has applied `min_version` of `stream`,
+    /// or after `wait` (a long poll: one request per wait, and no polling
+    /// interval added to the latency). A backend that cannot wait answers at
+    /// once, like [`position`](Self::position); callers loop either way.
+    async fn wait_for_position(
+        &self,
+        projector: Projector,
+        stream: &str,
+        min_version: u64,
+        wait: Duration,
+    ) -> Result<Option<u64>, GatewayError> {
+        let _ = (min_version, wait);
+        self.position(projector, stream).await
+    }
 
     /// `GET /products?first&after&category` on the catalog projector.
     async fn products(

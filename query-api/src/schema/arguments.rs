@@ -25,6 +25,22 @@ pub(crate) fn email(raw: &str) -> Result<String, GatewayError> {
     crate::auth::normalise_email(raw)
 }
 
+/// The longest `waitMs` a query may ask for.
+pub(crate) const MAX_WAIT_MS: i32 = 30_000;
+
+/// A wait in milliseconds, 0 to [`MAX_WAIT_MS`].
+pub(crate) fn wait_ms(field: &str, raw: i32) -> Result<std::time::Duration, GatewayError> {
+    if !(0..=MAX_WAIT_MS).contains(&raw) {
+        return Err(GatewayError::invalid(
+            field,
+            format!("must be between 0 and {MAX_WAIT_MS} milliseconds, got {raw}"),
+        ));
+    }
+    Ok(std::time::Duration::from_millis(u64::from(
+        raw.unsigned_abs(),
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,6 +13,14 @@ use super::{
         Product, SalesStats,
     },
 };
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use super::subscription::read_order;
+use super::types::OrderStatus;
+use crate::views::OrderDoc;
 use crate::{
     backend::Projector,
     error::GatewayError,
@@ -28,6 +36,61 @@ fn malformed(projector: Projector, what: &str) -> GatewayError {
     GatewayError::Unavailable {
         service: projector.to_string(),
         message: format!("malformed {what}"),
+    }
+}
+
+/// `waitMs` when `waitFor` is given without it.
+const DEFAULT_WAIT_MS: i32 = 5_000;
+
+/// The order once its status is one of `statuses`, or as it is after `wait`.
+///
+/// Reads the orders projector's position of the order's stream, then the
+/// document (so the document is never older than the position), and, while
+/// the status is not wanted, asks the projector to answer once it applies the
+/// stream's next version (a long poll), and reads again. Someone else's
+/// order is refused at the first read, before any wait.
+async fn wait_for_status(
+    ctx: &Context<'_>,
+    order_id: &str,
+    statuses: &[OrderStatus],
+    wait: Duration,
+) -> Result<Option<Arc<OrderDoc>>, GatewayError> {
+    let gateway = gateway(ctx)?;
+    let stream = format!("order-{order_id}");
+    let deadline = Instant::now() + wait;
+    let mut position = gateway
+        .read_models
+        .position(Projector::Orders, &stream)
+        .await?;
+    let mut pause = Duration::from_millis(2).min(gateway.wait.poll_interval);
+    loop {
+        let doc = read_order(gateway, order_id).await?.map(Arc::new);
+        if let Some(doc) = &doc {
+            authorize_order(ctx, doc)?;
+            if OrderStatus::parse(&doc.status).is_some_and(|status| statuses.contains(&status)) {
+                return Ok(Some(Arc::clone(doc)));
+            }
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Ok(doc);
+        }
+        let next = position.map_or(0, |version| version + 1);
+        let asked = Instant::now();
+        let now = gateway
+            .read_models
+            .wait_for_position(Projector::Orders, &stream, next, remaining)
+            .await?;
+        if now == position {
+            // Answered without news: the time is up, or the backend cannot
+            // wait, which is then asked again after a pause.
+            let rest = pause
+                .saturating_sub(asked.elapsed())
+                .min(deadline.saturating_duration_since(Instant::now()));
+            tokio::time::sleep(rest).await;
+            pause = (pause * 2).min(gateway.wait.poll_interval);
+        }
+        position = now;
     }
 }
 
@@ -114,20 +177,36 @@ impl QueryRoot {
     }
 
     /// One order: the customer's own, or any for the admin.
+    ///
+    /// With `waitFor`, the answer waits (up to `waitMs`, default 5,000, at
+    /// most 30,000) until the order's status is one of those, and is the
+    /// order as it is then, whatever its status, once the time is up: one
+    /// request instead of polling, answered as soon as the orders view
+    /// applies the change.
     async fn order(
         &self,
         ctx: &Context<'_>,
         id: ID,
         consistency_token: Option<String>,
+        wait_for: Option<Vec<OrderStatus>>,
+        wait_ms: Option<i32>,
     ) -> Option<Order> {
         nullable(ctx, async move {
             request(ctx)?.identity.require_actor()?;
             let order_id = arguments::order_id("id", &id)?;
+            let wait = arguments::wait_ms("waitMs", wait_ms.unwrap_or(DEFAULT_WAIT_MS))?;
             await_token(ctx, consistency_token.as_deref(), &[Projector::Orders]).await?;
-            let doc = loaders(ctx)?
-                .load_one(OrderKey(order_id.to_string()))
-                .await?
-                .ok_or_else(|| GatewayError::not_found(format!("order {order_id}")))?;
+            let doc = match wait_for.filter(|statuses| !statuses.is_empty()) {
+                None => {
+                    loaders(ctx)?
+                        .load_one(OrderKey(order_id.to_string()))
+                        .await?
+                }
+                Some(statuses) => {
+                    wait_for_status(ctx, &order_id.to_string(), &statuses, wait).await?
+                }
+            }
+            .ok_or_else(|| GatewayError::not_found(format!("order {order_id}")))?;
             authorize_order(ctx, &doc)?;
             Order::from_doc(doc).map(Some)
         })

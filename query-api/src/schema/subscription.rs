@@ -1,9 +1,10 @@
 //! `orderUpdates(orderId)`: the order now, then once per status change, in
 //! order, until it is delivered or cancelled.
 //!
-//! How: the gateway follows the orders projector by position. It polls
-//! `GET /positions?stream=order-<id>` (cheap) and reads the document only
-//! when the position moved. Every status change is an entry of the order's
+//! How: the gateway follows the orders projector by position. It asks
+//! `GET /positions?stream=order-<id>&min_version=<next>` as a long poll (the
+//! projector answers when it applies the order's next event, or after a
+//! while) and reads the document only when the position moved. Every status change is an entry of the order's
 //! `timeline`, so the subscription emits one update per timeline entry it has
 //! not emitted yet, each the order as it was at that entry. Two changes
 //! between two polls therefore still give two updates, in order; and a
@@ -15,7 +16,10 @@
 //! A projector outage during the subscription is waited out (its circuit
 //! breaker keeps the polling cheap); the stream ends when the server stops.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use async_graphql::{Context, Subscription, ID};
 use futures::{stream, Stream, StreamExt};
@@ -28,11 +32,19 @@ use crate::{
     views::OrderDoc,
 };
 
+/// How long one look at the orders projector may wait for the order's next
+/// event (the projector answers at once when it applies one).
+const LONG_POLL: Duration = Duration::from_secs(10);
+
 /// The subscription root.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SubscriptionRoot;
 
-async fn read_order(gateway: &Gateway, order_id: &str) -> Result<Option<OrderDoc>, GatewayError> {
+/// The order's document, read from the orders projector (no loader cache).
+pub(super) async fn read_order(
+    gateway: &Gateway,
+    order_id: &str,
+) -> Result<Option<OrderDoc>, GatewayError> {
     let mut documents = gateway
         .read_models
         .batch(View::Orders, &[order_id.to_owned()])
@@ -78,27 +90,36 @@ impl Follow {
             if self.finished || self.gateway.shutdown.is_triggered() {
                 return None;
             }
-            tokio::select! {
-                // A poll interval: the projector is another process with no push channel.
-                () = tokio::time::sleep(pause) => {}
-                () = self.gateway.shutdown.wait() => return None,
-            }
-            match self.poll().await {
-                Ok(updates) if updates.is_empty() => pause = self.gateway.wait.poll_interval,
+            let asked = Instant::now();
+            let gateway = Arc::clone(&self.gateway);
+            let polled = tokio::select! {
+                polled = self.poll() => polled,
+                () = gateway.shutdown.wait() => return None,
+            };
+            pause = match polled {
+                Ok(updates) if updates.is_empty() => self.gateway.wait.poll_interval,
                 Ok(updates) => return Some((updates, self)),
                 Err(error) => {
                     tracing::debug!(order_id = %self.order_id, %error, "order updates: projector unavailable; retrying");
-                    pause = (pause * 2).min(Duration::from_secs(1));
+                    (pause * 2).min(Duration::from_secs(1))
                 }
+            };
+            // The long poll waited already unless it failed or the backend
+            // cannot wait: then a pause before asking again.
+            let rest = pause.saturating_sub(asked.elapsed());
+            tokio::select! {
+                () = tokio::time::sleep(rest) => {}
+                () = self.gateway.shutdown.wait() => return None,
             }
         }
     }
 
     async fn poll(&mut self) -> Result<Vec<Order>, GatewayError> {
+        let next = self.position.map_or(0, |version| version + 1);
         let position = self
             .gateway
             .read_models
-            .position(Projector::Orders, &self.stream)
+            .wait_for_position(Projector::Orders, &self.stream, next, LONG_POLL)
             .await?;
         if position == self.position {
             return Ok(Vec::new());

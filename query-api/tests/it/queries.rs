@@ -291,18 +291,14 @@ async fn sales_stats_are_for_the_admin() {
     );
 }
 
-#[tokio::test]
-async fn a_query_with_a_consistency_token_waits_until_the_view_has_applied_the_write() {
-    let shop = TestGateway::new();
-    let stream = format!("order-{ORDER}");
-    let query =
-        format!(r#"{{ order(id: "{ORDER}", consistencyToken: "{stream}@3") {{ status }} }}"#);
+/// Delivers `ORDER` in the orders view once the view has answered `reads`
+/// more calls than now.
+fn deliver_after_reads(shop: &TestGateway, reads: usize) -> tokio::task::JoinHandle<()> {
     let views = shop.views.clone();
-    let projector = tokio::spawn(async move {
-        // The projector applies the delivery only once the query is waiting for it.
-        let calls_before = views.calls(Projector::Orders);
-        eventually("the query to poll the position", || {
-            views.calls(Projector::Orders) > calls_before
+    let calls_before = views.calls(Projector::Orders);
+    tokio::spawn(async move {
+        eventually("the query to read the orders view", || {
+            views.calls(Projector::Orders) >= calls_before + reads
         })
         .await;
         let delivered = crate::fixture::order(
@@ -310,11 +306,81 @@ async fn a_query_with_a_consistency_token_waits_until_the_view_has_applied_the_w
             CUSTOMER,
             &["PLACED", "CONFIRMED", "SHIPPED", "DELIVERED"],
         );
-        views.apply(View::Orders, ORDER, delivered, &stream);
-    });
+        views.apply(View::Orders, ORDER, delivered, &format!("order-{ORDER}"));
+    })
+}
+
+#[tokio::test]
+async fn a_query_with_a_consistency_token_waits_until_the_view_has_applied_the_write() {
+    let shop = TestGateway::new();
+    let stream = format!("order-{ORDER}");
+    let query =
+        format!(r#"{{ order(id: "{ORDER}", consistencyToken: "{stream}@3") {{ status }} }}"#);
+    // The projector applies the delivery only once the query is waiting for it.
+    let projector = deliver_after_reads(&shop, 1);
     let response = shop.run(customer(), &query).await;
     projector.await.unwrap();
     assert_eq!(data(&response)["order"]["status"], "DELIVERED");
+}
+
+#[tokio::test]
+async fn an_order_query_waiting_for_a_status_answers_once_the_view_has_it() {
+    let shop = TestGateway::new();
+    let query =
+        format!(r#"{{ order(id: "{ORDER}", waitFor: [DELIVERED], waitMs: 10000) {{ status }} }}"#);
+    // The view moves on only once the query has read the order and is waiting.
+    let projector = deliver_after_reads(&shop, 2);
+    let response = shop.run(customer(), &query).await;
+    projector.await.unwrap();
+    assert_eq!(data(&response)["order"]["status"], "DELIVERED");
+}
+
+#[tokio::test]
+async fn an_order_query_whose_wait_is_up_answers_the_order_as_it_is() {
+    let shop = TestGateway::new();
+    let response = shop
+        .run(
+            customer(),
+            &format!(
+                r#"{{ order(id: "{ORDER}", waitFor: [DELIVERED], waitMs: 30) {{ status }} }}"#
+            ),
+        )
+        .await;
+    assert_eq!(data(&response)["order"]["status"], "SHIPPED");
+}
+
+#[tokio::test]
+async fn waiting_for_another_customers_order_is_not_found_at_once() {
+    let shop = TestGateway::new();
+    let started = std::time::Instant::now();
+    let response = shop
+        .run(
+            other_customer(),
+            &format!(
+                r#"{{ order(id: "{ORDER}", waitFor: [DELIVERED], waitMs: 30000) {{ status }} }}"#
+            ),
+        )
+        .await;
+    assert_eq!(codes(&response), ["NOT_FOUND"]);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "refused before any wait"
+    );
+}
+
+#[tokio::test]
+async fn a_wait_out_of_bounds_is_invalid_input() {
+    let shop = TestGateway::new();
+    for wait in [-1, 30_001] {
+        let response = shop
+            .run(
+                customer(),
+                &format!(r#"{{ order(id: "{ORDER}", waitFor: [DELIVERED], waitMs: {wait}) {{ status }} }}"#),
+            )
+            .await;
+        assert_eq!(codes(&response), ["INVALID_INPUT"], "{wait}");
+        assert_eq!(response["errors"][0]["extensions"]["field"], "waitMs");
+    }
 }
 
 #[tokio::test]

@@ -233,6 +233,16 @@ async fn a_customer_registers_fills_a_cart_checks_out_and_follows_the_order_to_d
         json!([{"sku": sku, "quantity": 2, "unitPriceCents": 1500}])
     );
 
+    // One request that the query API holds until the saga has confirmed it.
+    let confirmed = api
+        .data(
+            Some(&ann),
+            "query($id: ID!) { order(id: $id, waitFor: [CONFIRMED, CANCELLED], waitMs: 20000) { status } }",
+            json!({"id": order_id}),
+        )
+        .await;
+    assert_eq!(confirmed["order"]["status"], "CONFIRMED", "{confirmed}");
+
     // Follow the order; the admin moves it on when it is confirmed, then shipped.
     let mut socket = subscribe(
         topology.query_api_url(),
