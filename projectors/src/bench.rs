@@ -338,25 +338,19 @@ async fn sled_floor(
         std::fs::remove_dir_all(floor_dir)
             .with_context(|| format!("cannot remove {}", floor_dir.display()))?;
     }
-    // Largest first, each to the thread with the least so far.
-    let mut views: Vec<(String, u64)> = report
-        .views
-        .iter()
-        .map(|view| (view.name.clone(), view.documents_written))
-        .collect();
-    views.sort_by_key(|(_, documents)| std::cmp::Reverse(*documents));
     let threads = std::thread::available_parallelism()
         .map_or(2, usize::from)
-        .clamp(1, views.len().max(1));
-    let mut groups: Vec<(u64, Vec<String>)> = vec![(0, Vec::new()); threads];
-    for (name, documents) in views {
-        if let Some(group) = groups.iter_mut().min_by_key(|(load, _)| *load) {
-            group.0 += documents;
-            group.1.push(name);
-        }
-    }
+        .clamp(1, report.views.len().max(1));
+    let groups = crate::replay::balance(
+        report
+            .views
+            .iter()
+            .map(|view| (view.documents_written, view.name.clone()))
+            .collect(),
+        threads,
+    );
     let mut pairs = Vec::new();
-    for (_, names) in groups {
+    for names in groups {
         let mut group = Vec::new();
         for name in names {
             let from = ViewDb::open(&views_dir.join(&name), db_options())?;
