@@ -10,7 +10,7 @@ use projectors::{
     replay::{self, digest_offline, replay_offline, store_dir},
     router,
     runtime::{Projector, RuntimeSettings},
-    source::{SharedSource, StoreSource},
+    source::{EventSource, SharedSource, StoreSource},
     viewdb::DbOptions,
     workload::{self, WorkloadOptions},
     ProjectorName,
@@ -219,4 +219,49 @@ async fn a_live_replay_rebuilds_beside_the_served_view_and_swaps_it_in_with_the_
     shutdown.trigger();
     task.await.unwrap().unwrap();
     store.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_source_of_a_stopped_store_answers_as_the_store_did() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path();
+    let store = store_with_history(data, 500, 15).await;
+    let all = store.read_all(0, 1000).await.unwrap();
+    // The stream with the most events.
+    let mut counts = std::collections::HashMap::new();
+    for event in &all {
+        *counts.entry(event.stream.clone()).or_insert(0) += 1;
+    }
+    let (stream, count) = counts.into_iter().max_by_key(|(_, n)| *n).unwrap();
+    assert!(
+        count >= 2,
+        "a stream with several events, got {count} of {}",
+        all.len()
+    );
+    let events = store
+        .read_stream(&stream, 0, 1000, event_store::Direction::Forward)
+        .await
+        .unwrap();
+    let (store_id, head) = (store.store_id(), store.head());
+    store.shutdown().await.unwrap();
+    drop(store);
+
+    let log = replay::open_log(&store_dir(data)).unwrap();
+    assert_eq!(log.store_id().await.unwrap(), store_id);
+    assert_eq!(log.head().await.unwrap(), head);
+    assert_eq!(log.read_all(0, 1000).await.unwrap(), all);
+    assert_eq!(log.read_stream(&stream, 0, 1000).await.unwrap(), events);
+    assert_eq!(
+        log.read_stream(&stream, 1, 1000).await.unwrap(),
+        events[1..].to_vec()
+    );
+    assert_eq!(
+        log.read_stream(&stream, 0, 1).await.unwrap(),
+        events[..1].to_vec()
+    );
+    assert!(log
+        .read_stream("order-unknown", 0, 10)
+        .await
+        .unwrap()
+        .is_empty());
 }
