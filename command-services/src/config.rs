@@ -136,6 +136,12 @@ pub struct ServiceConfig {
     /// The orders service, which the carts service calls at checkout.
     #[arg(long, env = "SHOP_ORDERS_URL", default_value = "http://127.0.0.1:7005")]
     pub orders_url: String,
+
+    /// How many append requests to the store may be in flight at a time;
+    /// appends that arrive meanwhile go together in the next one.
+    #[arg(long, env = "SHOP_STORE_APPEND_REQUESTS", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub store_append_requests: u16,
 }
 
 impl Default for ServiceConfig {
@@ -148,6 +154,7 @@ impl Default for ServiceConfig {
             conflict_retries: 20,
             aggregate_cache: 100_000,
             orders_url: ServiceName::Orders.default_url(),
+            store_append_requests: 1,
         }
     }
 }
@@ -165,5 +172,32 @@ mod tests {
         }
         assert_eq!(ServiceName::Orders.default_url(), "http://127.0.0.1:7005");
         assert!("billing".parse::<ServiceName>().is_err());
+    }
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: ServiceConfig,
+    }
+
+    #[test]
+    fn the_flags_defaults_are_the_configs_and_append_requests_are_bounded() {
+        use clap::Parser as _;
+        let parsed = Cli::try_parse_from(["service"]).unwrap().config;
+        let default = ServiceConfig::default();
+        assert_eq!(parsed.store_append_requests, default.store_append_requests);
+        assert_eq!(
+            usize::from(default.store_append_requests),
+            crate::event_log::StoreLog::DEFAULT_APPEND_REQUESTS
+        );
+        assert_eq!(parsed.aggregate_cache, default.aggregate_cache);
+        let four = Cli::try_parse_from(["service", "--store-append-requests", "4"]).unwrap();
+        assert_eq!(four.config.store_append_requests, 4);
+        for refused in ["0", "65", "many"] {
+            assert!(
+                Cli::try_parse_from(["service", "--store-append-requests", refused]).is_err(),
+                "{refused}"
+            );
+        }
     }
 }

@@ -220,8 +220,8 @@ impl EventLog for event_store::Store {
 /// The store over HTTP, in its binary form.
 ///
 /// Appends are batched: at most [`StoreLog::DEFAULT_APPEND_REQUESTS`] append
-/// requests are in flight at a time (`SHOP_STORE_APPEND_REQUESTS` sets
-/// another number), and appends that arrive meanwhile (to different streams,
+/// requests are in flight at a time (a command service's
+/// `--store-append-requests` sets another number), and appends that arrive meanwhile (to different streams,
 /// from concurrent commands) wait and go together in one multi-stream append
 /// (`POST /appends`), each still checked against its own expected version and
 /// answered on its own. This is group commit on the service's side: while
@@ -282,19 +282,25 @@ impl StoreLog {
                 .sum::<usize>()
     }
 
-    /// A port to the store at `base_url`. Connection errors are retried only
-    /// briefly, so that a command answers 503 soon when the store is down.
+    /// A port to the store at `base_url`, with
+    /// [`DEFAULT_APPEND_REQUESTS`](Self::DEFAULT_APPEND_REQUESTS).
     pub fn new(base_url: &str) -> Result<Self, event_store::client::ClientError> {
+        Self::with_append_requests(base_url, Self::DEFAULT_APPEND_REQUESTS)
+    }
+
+    /// A port to the store at `base_url` with at most `requests` (at least
+    /// one) append requests in flight. Connection errors are retried only
+    /// briefly, so that a command answers 503 soon when the store is down.
+    pub fn with_append_requests(
+        base_url: &str,
+        requests: usize,
+    ) -> Result<Self, event_store::client::ClientError> {
         let retry = event_store::client::RetryPolicy {
             attempts: 3,
             initial_backoff: std::time::Duration::from_millis(20),
             max_backoff: std::time::Duration::from_millis(200),
         };
-        let requests = std::env::var("SHOP_STORE_APPEND_REQUESTS")
-            .ok()
-            .and_then(|text| text.parse::<usize>().ok())
-            .filter(|n| *n > 0)
-            .unwrap_or(Self::DEFAULT_APPEND_REQUESTS);
+        let requests = requests.max(1);
         Ok(Self {
             client: event_store::client::StoreClient::new(base_url)?.with_retry(retry),
             batcher: Arc::new(AppendBatcher {

@@ -210,7 +210,10 @@ impl BoundService {
 
 /// Binds service `name` as `config` says, over the store at `config.store_url`.
 pub async fn bind(name: ServiceName, config: &ServiceConfig) -> anyhow::Result<BoundService> {
-    let log: Arc<dyn EventLog> = Arc::new(event_log::StoreLog::new(&config.store_url)?);
+    let log: Arc<dyn EventLog> = Arc::new(event_log::StoreLog::with_append_requests(
+        &config.store_url,
+        usize::from(config.store_append_requests),
+    )?);
     bind_with(name, config, log).await
 }
 
