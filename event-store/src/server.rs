@@ -44,8 +44,8 @@ use crate::store::AppendResult;
 use crate::store::{AppendError, Direction, ExpectedVersion, ReadError, Store, StoreOptions};
 use crate::wire::{
     self, AppendFailure, AppendOutcome, AppendRequest, JsonAppendRequest, JsonEvent, JsonEvents,
-    JsonMultiAppendRequest, JsonStreamName, MultiAppendRequest, MultiAppendResponse, StoreInfo,
-    StreamAppend, BINARY_CONTENT_TYPE,
+    JsonMultiAppendRequest, JsonStreamAppendRequest, MultiAppendRequest, MultiAppendResponse,
+    StoreInfo, StreamAppend, BINARY_CONTENT_TYPE,
 };
 
 /// Configuration of `shop event-store`.
@@ -377,6 +377,11 @@ fn json_error(error: serde_json::Error) -> ApiError {
 /// Turns a JSON append body into the store's terms, with one error code per kind of mistake.
 fn parse_json_append(body: &[u8]) -> Result<(ExpectedVersion, Vec<NewEvent>), ApiError> {
     let request: JsonAppendRequest = serde_json::from_slice(body).map_err(json_error)?;
+    json_append(request)
+}
+
+/// A parsed JSON append body in the store's terms.
+fn json_append(request: JsonAppendRequest) -> Result<(ExpectedVersion, Vec<NewEvent>), ApiError> {
     let expected = match &request.expected_version {
         None => {
             return Err(ApiError::bad_request(
@@ -464,11 +469,18 @@ fn parse_json_multi_append(body: &[u8]) -> Result<Vec<StreamAppend>, ApiError> {
             }
             .with("index", index)
         };
-        let JsonStreamName { stream } = serde_json::from_str(raw.get())
+        let JsonStreamAppendRequest {
+            stream,
+            expected_version,
+            events,
+        } = serde_json::from_str(raw.get())
             .map_err(json_error)
             .map_err(in_entry)?;
-        let (expected_version, events) =
-            parse_json_append(raw.get().as_bytes()).map_err(in_entry)?;
+        let (expected_version, events) = json_append(JsonAppendRequest {
+            expected_version,
+            events,
+        })
+        .map_err(in_entry)?;
         appends.push(StreamAppend {
             stream,
             expected_version,

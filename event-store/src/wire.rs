@@ -104,10 +104,13 @@ pub(crate) struct JsonMultiAppendRequest {
     pub(crate) appends: Vec<Box<RawValue>>,
 }
 
-/// The stream of one entry of a JSON multi-stream append.
+/// One entry of a JSON multi-stream append: a JSON append body with its `stream`.
 #[derive(Debug, Deserialize)]
-pub(crate) struct JsonStreamName {
+pub(crate) struct JsonStreamAppendRequest {
     pub(crate) stream: String,
+    #[serde(default)]
+    pub(crate) expected_version: Option<serde_json::Value>,
+    pub(crate) events: Vec<JsonNewEvent>,
 }
 
 /// One event of a JSON append.

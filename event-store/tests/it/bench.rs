@@ -33,7 +33,18 @@ async fn the_store_benchmark_measures_every_figure() {
             );
         }
     }
-    assert_eq!(figures["read_all_events"], 3_000);
+    // At least the asked-for events: the append runs may have left more.
+    assert!(
+        figures["read_all_events"].as_u64().unwrap() >= 3_000,
+        "{figures}"
+    );
+    assert!(
+        figures["in_process_random_ids_appends_per_sec"]["4"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    assert!(figures["index_only_events_per_sec"].as_f64().unwrap() > 0.0);
     assert!(figures["single_writer_vs_raw_sync"].as_f64().unwrap() > 0.0);
     assert!(figures["targets"].is_object());
     // The scratch stores are removed afterwards.
