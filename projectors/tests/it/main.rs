@@ -2,6 +2,7 @@
 //! application, the read API, replay, and the runtime against RabbitMQ.
 
 mod api;
+mod bench;
 mod exactly_once;
 mod rabbitmq;
 mod replay;
