@@ -24,8 +24,12 @@ use std::time::Instant;
 use axum::http::Method;
 use axum::{extract::MatchedPath, extract::Request, middleware::Next, response::Response, Router};
 
+/// How long requests still running at shutdown may take to finish (a long
+/// poll may hold one for longer) before the server stops without them.
+pub const DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Serves `app` on `listener` until `shutdown` completes, then lets in-flight
-/// requests finish. Every request is counted and timed in the
+/// requests finish, for at most [`DRAIN`]. Every request is counted and timed in the
 /// `http_requests_total` / `http_request_duration_seconds` metrics. Handlers
 /// can read the peer's address as `ConnectInfo<SocketAddr>` (per-client limits).
 pub async fn serve(
@@ -36,13 +40,33 @@ pub async fn serve(
     // The recorder must be in place before the first request caches handles.
     crate::metrics::install();
     let app = app.layer(axum::middleware::from_fn(record_http_metrics));
-    axum::serve(
+    let (stopping, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stopping.send(true);
+    });
+    let mut graceful = stopped.clone();
+    let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .map_err(|e| anyhow::anyhow!("http server failed: {e}"))
+    .with_graceful_shutdown(async move {
+        let _ = graceful.wait_for(|stopping| *stopping).await;
+    });
+    let mut draining = stopped;
+    let drained = async move {
+        let _ = draining.wait_for(|stopping| *stopping).await;
+        tokio::time::sleep(DRAIN).await;
+    };
+    tokio::select! {
+        served = std::future::IntoFuture::into_future(server) => {
+            served.map_err(|e| anyhow::anyhow!("http server failed: {e}"))
+        }
+        () = drained => {
+            tracing::warn!(drain_seconds = DRAIN.as_secs(), "requests still running after shutdown; stopping without them");
+            Ok(())
+        }
+    }
 }
 
 /// The counter and histogram of one (route, method, status).
@@ -150,6 +174,50 @@ mod tests {
     }
 
     /// A GET over a raw TCP connection (this crate has no HTTP client).
+    #[tokio::test]
+    async fn a_request_still_running_at_shutdown_holds_the_server_at_most_the_drain_time() {
+        let started = std::sync::Arc::new(tokio::sync::Notify::new());
+        let app = Router::new().route(
+            "/hang",
+            get({
+                let started = std::sync::Arc::clone(&started);
+                move || async move {
+                    started.notify_one();
+                    std::future::pending::<()>().await;
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, app, async move {
+            let _ = stopped.await;
+        }));
+        // A client whose request never gets an answer.
+        let client = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            stream
+                .write_all(b"GET /hang HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .unwrap();
+            stream
+        });
+        started.notified().await;
+        let asked_to_stop = std::time::Instant::now();
+        let _ = stop.send(());
+        tokio::time::timeout(DRAIN * 3, server)
+            .await
+            .expect("the server stops though a request still runs")
+            .unwrap()
+            .unwrap();
+        assert!(
+            asked_to_stop.elapsed() >= DRAIN,
+            "the request had its drain time"
+        );
+        drop(client);
+    }
+
     fn reqwest_free_get(
         addr: std::net::SocketAddr,
     ) -> impl Fn(&'static str) -> futures::future::BoxFuture<'static, ()> {

@@ -14,6 +14,9 @@ use tokio::sync::Mutex;
 
 use crate::{backoff::Backoff, metrics, transport::TransportError};
 
+/// How long closing the connection waits for the broker's confirmation.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
 #[derive(Debug)]
 pub(crate) struct Connector {
     uri: AMQPUri,
@@ -198,8 +201,15 @@ impl Connector {
         let connection = self.current.lock().await.take();
         if let Some(connection) = connection {
             if connection.status().connected() {
-                if let Err(error) = connection.close(200, "closing".into()).await {
-                    tracing::debug!(%error, "closing the broker connection failed");
+                // A busy broker may be slow to confirm: the socket goes anyway.
+                match tokio::time::timeout(CLOSE_TIMEOUT, connection.close(200, "closing".into()))
+                    .await
+                {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => {
+                        tracing::debug!(%error, "closing the broker connection failed");
+                    }
+                    Err(_) => tracing::debug!("the broker did not confirm the close in time"),
                 }
             }
         }
