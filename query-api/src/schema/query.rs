@@ -1,6 +1,11 @@
 //! The queries. Each takes an optional `consistencyToken` and first waits,
 //! bounded, until the views it reads include that write.
 
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
 use async_graphql::{
     connection::{Connection, Edge},
     Context, Object, ID,
@@ -8,24 +13,17 @@ use async_graphql::{
 
 use super::{
     arguments, await_token, gateway, loaders, nullable, request,
+    subscription::read_order,
     types::{
         authorize_order, checked_count, checked_first, load_products, Customer, Inventory, Order,
-        Product, SalesStats,
+        OrderStatus, Product, SalesStats,
     },
 };
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
-
-use super::subscription::read_order;
-use super::types::OrderStatus;
-use crate::views::OrderDoc;
 use crate::{
     backend::Projector,
     error::GatewayError,
     loaders::{OrderKey, ProductKey, StockKey},
-    views::{ProductDoc, SalesStatsDoc},
+    views::{OrderDoc, ProductDoc, SalesStatsDoc},
 };
 
 /// The query root.

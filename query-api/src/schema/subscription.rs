@@ -4,9 +4,9 @@
 //! How: the gateway follows the orders projector by position. It asks
 //! `GET /positions?stream=order-<id>&min_version=<next>` as a long poll (the
 //! projector answers when it applies the order's next event, or after a
-//! while) and reads the document only when the position moved. Every status change is an entry of the order's
-//! `timeline`, so the subscription emits one update per timeline entry it has
-//! not emitted yet, each the order as it was at that entry. Two changes
+//! while) and reads the document only when the position moved. Every status
+//! change is an entry of the order's `timeline`, so the subscription emits
+//! one update per timeline entry it has not emitted yet, each the order as it was at that entry. Two changes
 //! between two polls therefore still give two updates, in order; and a
 //! subscription that starts between two changes starts from the document it
 //! read, whose timeline already holds the first, then follows. The position is
