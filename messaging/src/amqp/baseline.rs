@@ -25,10 +25,7 @@ pub async fn raw_publish_with_confirms(
     messages: &[OutgoingMessage],
     window: usize,
 ) -> Result<Duration, PublishError> {
-    let uri: lapin::uri::AMQPUri = config
-        .uri
-        .parse()
-        .map_err(|reason: String| TransportError::InvalidUri { reason })?;
+    let uri = config.broker_uri()?;
     let connection = Connection::connect_uri(
         uri,
         ConnectionProperties::default()
@@ -123,10 +120,7 @@ pub async fn raw_consume_with_batched_acks(
     use futures::StreamExt;
     use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 
-    let uri: lapin::uri::AMQPUri = config
-        .uri
-        .parse()
-        .map_err(|reason: String| TransportError::InvalidUri { reason })?;
+    let uri = config.broker_uri()?;
     let connection = Connection::connect_uri(
         uri,
         ConnectionProperties::default()

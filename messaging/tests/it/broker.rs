@@ -16,17 +16,13 @@ use crate::{
     with_cleanup, AMQP_URI, DEADLINE,
 };
 
-/// `rabbitmqctl list_connections pid timeout client_properties`, as
-/// (pid, heartbeat, properties) for the connections whose name is `name`.
-async fn connections_named(name: &str) -> Vec<(String, String)> {
+/// `rabbitmqctl list_connections ITEMS… client_properties`: the `items`
+/// of each connection whose name is `name`.
+async fn connection_fields(name: &str, items: &[&str]) -> Vec<Vec<String>> {
     let output = Command::new("rabbitmqctl")
-        .args([
-            "--quiet",
-            "list_connections",
-            "pid",
-            "timeout",
-            "client_properties",
-        ])
+        .args(["--quiet", "list_connections"])
+        .args(items)
+        .arg("client_properties")
         .output()
         .await
         .expect("rabbitmqctl runs");
@@ -38,9 +34,23 @@ async fn connections_named(name: &str) -> Vec<(String, String)> {
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter(|line| line.contains(&quoted))
-        .filter_map(|line| {
-            let mut fields = line.split('\t');
-            Some((fields.next()?.to_owned(), fields.next()?.to_owned()))
+        .map(|line| {
+            line.split('\t')
+                .take(items.len())
+                .map(str::to_owned)
+                .collect()
+        })
+        .collect()
+}
+
+/// (pid, heartbeat) of the connections whose name is `name`.
+async fn connections_named(name: &str) -> Vec<(String, String)> {
+    connection_fields(name, &["pid", "timeout"])
+        .await
+        .into_iter()
+        .filter_map(|fields| {
+            let mut fields = fields.into_iter();
+            Some((fields.next()?, fields.next()?))
         })
         .collect()
 }
@@ -259,6 +269,68 @@ async fn the_connection_has_heartbeats_and_the_name_it_was_given() {
         async move { connections_named(&name).await.is_empty() }
     })
     .await;
+}
+
+#[tokio::test]
+async fn frames_are_small_by_default_and_a_message_larger_than_many_frames_arrives_whole() {
+    let name = unique_connection_name("messaging frame test");
+    let transport: Arc<dyn Transport> = Arc::new(amqp_transport(unique_namespace(), &name).await);
+    let body = |transport: Arc<dyn Transport>| {
+        let name = name.clone();
+        async move {
+            let frame_max = connection_fields(&name, &["frame_max"]).await;
+            assert_eq!(
+                frame_max,
+                vec![vec![AmqpConfig::DEFAULT_FRAME_MAX.to_string()]],
+                "the connection asked for the default frame size"
+            );
+            let sink = spec("sink", &["#"]);
+            let mut consumer = transport.consumer(&sink).await.unwrap();
+            // 1 byte, one frame exactly, one byte more, and 40 frames' worth.
+            let frame = AmqpConfig::DEFAULT_FRAME_MAX as usize - 8;
+            let sizes = [1, frame, frame + 1, 40 * frame + 123];
+            let messages: Vec<_> = sizes
+                .iter()
+                .enumerate()
+                .map(|(version, &size)| {
+                    let mut message = message("order.Placed", "order-1", version as u64);
+                    message.body = (0..size).map(|i| (i % 251) as u8).collect();
+                    message
+                })
+                .collect();
+            let mut publisher = transport.publisher().await.unwrap();
+            assert_eq!(publish_all(&mut publisher, &messages).await, 0);
+            let mut received = Vec::new();
+            let deadline = tokio::time::Instant::now() + DEADLINE;
+            while received.len() < messages.len() {
+                let batch = tokio::time::timeout_at(
+                    deadline,
+                    consumer.next_batch(10, Duration::from_millis(5)),
+                )
+                .await
+                .expect("every message arrives in time")
+                .unwrap();
+                if let Some(last) = batch.last() {
+                    consumer.ack_up_to(last.tag).await.unwrap();
+                }
+                received.extend(batch.into_iter().map(|delivery| delivery.body));
+            }
+            let sent: Vec<_> = messages.into_iter().map(|m| m.body).collect();
+            assert_eq!(received, sent);
+        }
+    };
+    with_cleanup(transport, &body).await;
+}
+
+#[tokio::test]
+async fn a_frame_size_in_the_uri_is_kept() {
+    let name = unique_connection_name("messaging frame uri test");
+    let config = AmqpConfig::new(format!("{AMQP_URI}?frame_max=65536"), unique_namespace())
+        .with_connection_name(&name);
+    let transport = AmqpTransport::connect(config).await.unwrap();
+    let frame_max = connection_fields(&name, &["frame_max"]).await;
+    transport.close().await;
+    assert_eq!(frame_max, vec![vec!["65536".to_owned()]]);
 }
 
 #[tokio::test]
