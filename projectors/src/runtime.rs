@@ -664,7 +664,10 @@ impl Projector {
 
     /// A stream's last applied version: its own, or, for a stream untouched
     /// since the view was rebuilt, its last version at or below the swept
-    /// position, read from the store.
+    /// position, read from the store. A view never rebuilt holds every
+    /// applied stream's position, and answers without the store: a client
+    /// waiting for an order the view has not reached yet must not cost the
+    /// store a read at every commit.
     async fn known_position(&self, stream: &str) -> Result<Option<u64>, RuntimeError> {
         let db = self.db();
         if let Some(version) = db.position(stream)? {
@@ -674,7 +677,9 @@ impl Projector {
         let Some(swept) = db.meta()?.swept_position else {
             return Ok(None);
         };
-        if !self.projection().wants(category) {
+        if !self.projection().wants(category) || db.untracked_below()? == 0 {
+            // Nothing of the stream applied (every event applied live or in
+            // a catch-up wrote its stream's position): nothing to look up.
             return Ok(None);
         }
         let mut last = None;

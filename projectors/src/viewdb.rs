@@ -52,6 +52,12 @@ const META_STORE_ID: &str = "store_id";
 const META_SKIPPED: &str = "skipped";
 const META_EVENTS: &str = "events_applied";
 const META_SWEPT: &str = "swept_position";
+/// Events below this global position may have been applied without their
+/// stream's own position being written (a rebuild writes none, to be fast):
+/// 0 for a database that only ever applied events live, the rebuild's swept
+/// position + 1 after a rebuild. A database from before this key existed
+/// has none, and is taken to be untracked throughout.
+const META_UNTRACKED_BELOW: &str = "untracked_below";
 
 /// Why a read model's database failed.
 #[derive(Debug, thiserror::Error)]
@@ -224,19 +230,33 @@ impl ViewDb {
             // process would keep tens of MiB in them.
             .segment_size(128 * 1024)
             .open()?;
-        Ok(Self {
+        let view = Self {
             db,
             path: path.to_owned(),
-        })
+        };
+        if !view.db.was_recovered() {
+            view.mark_fresh()?;
+        }
+        Ok(view)
+    }
+
+    /// Records that a new database has no events applied without their
+    /// stream's position.
+    fn mark_fresh(&self) -> Result<(), ViewError> {
+        self.db
+            .insert(meta_key(META_UNTRACKED_BELOW), &0u64.to_be_bytes())?;
+        Ok(())
     }
 
     /// A throw-away database in memory (tests).
     pub fn temporary() -> Result<Self, ViewError> {
         let db = sled::Config::new().temporary(true).open()?;
-        Ok(Self {
+        let view = Self {
             db,
             path: PathBuf::new(),
-        })
+        };
+        view.mark_fresh()?;
+        Ok(view)
     }
 
     /// Where it lives.
@@ -388,6 +408,13 @@ impl ViewDb {
             .get(meta_key(name))?
             .map(|bytes| read_u64(name, &bytes))
             .transpose()
+    }
+
+    /// The global position below which a stream may lack its own position
+    /// although events of it were applied (see [`META_UNTRACKED_BELOW`]):
+    /// a stream with no position has nothing applied if this is 0.
+    pub fn untracked_below(&self) -> Result<u64, ViewError> {
+        Ok(self.meta_u64(META_UNTRACKED_BELOW)?.unwrap_or(u64::MAX))
     }
 
     /// The bookkeeping.
@@ -840,8 +867,8 @@ impl ViewTx {
     /// writes only share that lock, and also keep no batch's pages pinned.
     pub fn commit_unbatched(mut self) -> Result<(CommitStats, WrittenKeys), ViewError> {
         let db = Arc::clone(&self.db);
-        let mut written = self.rebuild.take().unwrap_or_default();
         let (mut writes, stats) = self.take_writes()?;
+        let mut written = self.rebuild.take().unwrap_or_default();
         writes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         written.0.extend(
             writes
@@ -910,6 +937,13 @@ impl ViewTx {
         if self.swept_changed {
             if let Some(swept) = self.swept {
                 writes.push((meta_key(META_SWEPT), Some(swept.to_be_bytes().to_vec())));
+                if self.rebuild.is_some() {
+                    // A rebuild wrote no positions for what it applied.
+                    writes.push((
+                        meta_key(META_UNTRACKED_BELOW),
+                        Some(swept.saturating_add(1).to_be_bytes().to_vec()),
+                    ));
+                }
             }
         }
         if self.events > 0 {
@@ -942,6 +976,39 @@ mod tests {
 
     fn db() -> Arc<ViewDb> {
         Arc::new(ViewDb::temporary().unwrap())
+    }
+
+    #[test]
+    fn a_new_database_tracks_every_position_and_a_rebuild_records_what_it_left_untracked() {
+        let temp = tempfile::tempdir().unwrap();
+        let path = temp.path().join("view");
+        {
+            let db = Arc::new(ViewDb::open(&path, DbOptions::default()).unwrap());
+            assert_eq!(db.untracked_below().unwrap(), 0);
+            let mut tx = db.begin().unwrap();
+            tx.mark_applied("order-1", 0, 0);
+            tx.set_swept(0);
+            tx.commit().unwrap();
+            assert_eq!(
+                db.untracked_below().unwrap(),
+                0,
+                "live commits track positions"
+            );
+            let mut tx = db.begin_rebuild(WrittenKeys::default()).unwrap();
+            tx.mark_applied("order-2", 0, 41);
+            tx.set_swept(41);
+            tx.commit_unbatched().unwrap();
+            assert_eq!(db.untracked_below().unwrap(), 42);
+            db.flush().unwrap();
+        }
+        let db = ViewDb::open(&path, DbOptions::default()).unwrap();
+        assert_eq!(db.untracked_below().unwrap(), 42, "kept when reopened");
+        db.db.remove(meta_key(META_UNTRACKED_BELOW)).unwrap();
+        assert_eq!(
+            db.untracked_below().unwrap(),
+            u64::MAX,
+            "a database from before the key may lack any position"
+        );
     }
 
     #[test]

@@ -1,6 +1,12 @@
 //! The read API, called through the router without a network.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use axum::{
     body::Body,
@@ -8,9 +14,10 @@ use axum::{
     Router,
 };
 use projectors::{
+    layout::ViewDir,
     router,
     runtime::{Projector, RuntimeSettings},
-    source::MemorySource,
+    source::{EventSource, MemorySource, SourceError},
     workload::{self, WorkloadOptions},
     ProjectorName,
 };
@@ -179,6 +186,112 @@ async fn a_position_is_the_last_applied_version_and_a_query_can_wait_for_a_later
     )
     .await;
     assert_eq!(body["version"], 2);
+}
+
+/// A memory source that counts the stream reads asked of it.
+#[derive(Debug)]
+struct CountingSource {
+    inner: Arc<MemorySource>,
+    stream_reads: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl EventSource for CountingSource {
+    async fn store_id(&self) -> Result<Uuid, SourceError> {
+        self.inner.store_id().await
+    }
+
+    async fn head(&self) -> Result<u64, SourceError> {
+        self.inner.head().await
+    }
+
+    async fn read_all(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<domain::envelope::RecordedEvent>, SourceError> {
+        self.inner.read_all(from, limit).await
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<domain::envelope::RecordedEvent>, SourceError> {
+        self.stream_reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.read_stream(stream, from, limit).await
+    }
+}
+
+#[tokio::test]
+async fn positions_come_from_the_view_alone_until_a_rebuild_leaves_old_streams_to_the_store() {
+    let temp = tempfile::tempdir().unwrap();
+    let mut history = order_events();
+    history.extend((3..=5).map(|n| placed(n, 1, &[("TEA", 1, 500)], 3)));
+    history.push(placed(7, 1, &[("MUG", 1, 1000)], 4));
+    let mut history = workload::record(&history).unwrap().into_iter();
+    let memory = Arc::new(MemorySource::new(Uuid::from_u128(42)));
+    for event in history.by_ref().take(3) {
+        memory.push(event);
+    }
+    let source = Arc::new(CountingSource {
+        inner: Arc::clone(&memory),
+        stream_reads: AtomicUsize::new(0),
+    });
+    let name = ProjectorName::Orders;
+    let projector = Projector::open(
+        name,
+        ViewDir::new(temp.path(), name),
+        source.clone(),
+        None,
+        RuntimeSettings::default(),
+    )
+    .unwrap();
+    projector.adopt_store(Uuid::from_u128(42)).await.unwrap();
+    projector.catch_up(None).await.unwrap();
+    let app = router(Arc::clone(&projector));
+    let known = format!("order-{}", order_id(1));
+    let unknown = format!("order-{}", order_id(7));
+    let version = |body: Value| body["version"].clone();
+
+    // Built live: every applied stream has its position, so neither a known
+    // stream nor one the view has not reached (a client waiting for a new
+    // order) costs the store a read, not even while a long poll waits.
+    let (_, body) = call(&app, "GET", &format!("/positions?stream={known}"), None).await;
+    assert_eq!(version(body), json!(1));
+    let waiting = {
+        let app = app.clone();
+        let unknown = unknown.clone();
+        tokio::spawn(async move {
+            call(
+                &app,
+                "GET",
+                &format!("/positions?stream={unknown}&min_version=0&timeout_ms=30000"),
+                None,
+            )
+            .await
+        })
+    };
+    // Commits of other streams wake the waiting poll: it looks again, locally.
+    for event in history.by_ref().take(3) {
+        memory.push(event);
+        projector.catch_up(None).await.unwrap();
+    }
+    assert_eq!(source.stream_reads.load(Ordering::SeqCst), 0);
+    memory.push(history.next().unwrap());
+    projector.catch_up(None).await.unwrap();
+    let (status, body) = waiting.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(version(body), json!(0));
+    assert_eq!(source.stream_reads.load(Ordering::SeqCst), 0);
+
+    // Rebuilt: the rebuild wrote no positions, so an old stream's position
+    // is looked up in the store, and is the same as before.
+    projector.replay_live().await.unwrap();
+    let (_, body) = call(&app, "GET", &format!("/positions?stream={known}"), None).await;
+    assert_eq!(version(body), json!(1));
+    assert!(source.stream_reads.load(Ordering::SeqCst) > 0);
 }
 
 #[tokio::test]
