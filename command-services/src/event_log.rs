@@ -39,6 +39,19 @@ pub struct Appended {
     pub last_position: u64,
     /// The version the next append should expect: the last event's version.
     pub last_version: u64,
+    /// The events were stored before: the stream may have moved on since.
+    pub repeat: bool,
+}
+
+impl From<event_store::AppendResult> for Appended {
+    fn from(result: event_store::AppendResult) -> Self {
+        Self {
+            first_position: result.first_position,
+            last_position: result.last_position,
+            last_version: result.next_expected_version,
+            repeat: result.repeat,
+        }
+    }
 }
 
 /// Why the store did not do what was asked.
@@ -172,11 +185,7 @@ impl EventLog for event_store::Store {
             Expected::Exact(version) => ExpectedVersion::Exact(version),
         };
         match event_store::Store::append(self, stream, expected, events).await {
-            Ok(result) => Ok(Appended {
-                first_position: result.first_position,
-                last_position: result.last_position,
-                last_version: result.next_expected_version,
-            }),
+            Ok(result) => Ok(result.into()),
             Err(AppendError::WrongExpectedVersion { current, .. }) => {
                 Err(LogError::WrongExpectedVersion { current })
             }
@@ -329,20 +338,12 @@ impl StoreLog {
         }
     }
 
-    fn appended(result: event_store::AppendResult) -> Appended {
-        Appended {
-            first_position: result.first_position,
-            last_position: result.last_position,
-            last_version: result.next_expected_version,
-        }
-    }
-
     /// One append, in a request of its own.
     async fn append_alone(&self, append: StreamAppend) -> Result<Appended, LogError> {
         self.client
             .append(&append.stream, append.expected_version, append.events)
             .await
-            .map(Self::appended)
+            .map(Appended::from)
             .map_err(Self::failure)
     }
 
@@ -385,7 +386,7 @@ impl StoreLog {
                 match self.client.append_many(&appends).await {
                     Ok(results) => {
                         for (reply, result) in replies.into_iter().zip(results) {
-                            let _ = reply.send(result.map(Self::appended).map_err(Self::failure));
+                            let _ = reply.send(result.map(Appended::from).map_err(Self::failure));
                         }
                     }
                     Err(event_store::client::ClientError::Rejected {

@@ -510,20 +510,16 @@ impl<A: Aggregate> Repository<A> {
                         );
                     }
                     // The store answers a re-append of ids it has with the
-                    // first answer, without checking the expected version:
-                    // a keyed append to a stream assumed new may thus be a
-                    // repeat of the stream's first events. The state is right
-                    // either way (the same events at the same versions), but
-                    // there may be more after them: catch up before the next
-                    // decision unless the positions prove the append new.
-                    let keyed = batch.iter().any(|pending| pending.request.key.is_some());
-                    let fresh = entry
-                        .last_position
-                        .is_some_and(|last| appended.first_position > last);
+                    // first answer, without checking the expected version,
+                    // and says so: a keyed append to a stream assumed new
+                    // may be a repeat of the stream's first events. The
+                    // state is right either way (the same events at the
+                    // same versions), but there may be more after them:
+                    // after a repeat, catch up before the next decision.
                     entry.state = state;
                     entry.version = Some(appended.last_version);
                     entry.last_position = Some(appended.last_position);
-                    entry.knowledge = if keyed && !fresh {
+                    entry.knowledge = if appended.repeat {
                         Knowledge::Behind
                     } else {
                         Knowledge::Current

@@ -452,7 +452,7 @@ async fn append(
     if wants_binary(&headers) {
         binary_response(&result)
     } else {
-        Ok(Json(result).into_response())
+        Ok(Json(result.to_json()).into_response())
     }
 }
 
@@ -597,14 +597,7 @@ async fn append_many(
             let mut body = serde_json::Map::new();
             body.insert("stream".into(), stream.into());
             match result {
-                Ok(appended) => {
-                    body.insert("first_position".into(), appended.first_position.into());
-                    body.insert("last_position".into(), appended.last_position.into());
-                    body.insert(
-                        "next_expected_version".into(),
-                        appended.next_expected_version.into(),
-                    );
-                }
+                Ok(appended) => body.extend(appended.to_json()),
                 Err(error) => {
                     let error = append_error(error);
                     body.insert("status".into(), error.status.as_u16().into());

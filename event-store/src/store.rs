@@ -136,6 +136,25 @@ pub struct AppendResult {
     /// The stream's version after the append (its last event's version): the
     /// expected version to send with the next append.
     pub next_expected_version: u64,
+    /// The events were stored before (a retry): this is the first answer,
+    /// and the stream may have moved on since. Only in the binary answer;
+    /// the JSON answer to a retry is the first answer exactly (CONTRACT.md).
+    #[serde(default)]
+    pub repeat: bool,
+}
+
+impl AppendResult {
+    /// The JSON form of the answer (`repeat` left out, see above).
+    pub fn to_json(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut body = serde_json::Map::new();
+        body.insert("first_position".into(), self.first_position.into());
+        body.insert("last_position".into(), self.last_position.into());
+        body.insert(
+            "next_expected_version".into(),
+            self.next_expected_version.into(),
+        );
+        body
+    }
 }
 
 /// A failure of the storage itself (disk, index, encoding, a damaged record).

@@ -18,6 +18,7 @@ use futures::future::join_all;
 struct Counting {
     store: event_store::Store,
     appends: AtomicUsize,
+    reads: AtomicUsize,
     events_read: AtomicUsize,
 }
 
@@ -29,6 +30,7 @@ impl EventLog for Counting {
         from: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, LogError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
         let events = EventLog::read_stream(&self.store, stream, from, limit).await?;
         self.events_read.fetch_add(events.len(), Ordering::SeqCst);
         Ok(events)
@@ -65,6 +67,7 @@ async fn counting_store(dir: &std::path::Path) -> Arc<Counting> {
     Arc::new(Counting {
         store,
         appends: AtomicUsize::new(0),
+        reads: AtomicUsize::new(0),
         events_read: AtomicUsize::new(0),
     })
 }
@@ -122,6 +125,41 @@ async fn two_instances_writing_one_stream_absorb_their_conflicts_and_lose_no_com
     versions.sort_unstable();
     versions.dedup();
     assert_eq!(versions.len(), 60, "every command got its own version");
+}
+
+#[tokio::test]
+async fn a_keyed_command_creating_a_stream_needs_no_read_after_it_unless_the_store_says_it_was_a_repeat(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = counting_store(dir.path()).await;
+    let one = repository(Arc::clone(&log), SnapshotStore::disabled(), 0);
+    let sku = Sku::parse("NEW").unwrap();
+    let stream = stock::stream_name(&sku);
+    let keyed = || {
+        let mut request = restock(&sku, 5);
+        request.key =
+            Some(command_services::idempotency::IdempotencyKey::parse("first-5").unwrap());
+        request
+    };
+    one.execute(stream.clone(), keyed()).await.unwrap();
+    one.execute(stream.clone(), restock(&sku, 1)).await.unwrap();
+    assert_eq!(
+        log.reads.load(Ordering::SeqCst),
+        0,
+        "the store wrote the keyed append: the stream is known"
+    );
+
+    // Another instance (or this one after a restart) retries the keyed
+    // command: the store answers with the first append, marked as a repeat,
+    // and the next decision reads what came after it.
+    let two = repository(Arc::clone(&log), SnapshotStore::disabled(), 0);
+    let retried = two.execute(stream.clone(), keyed()).await.unwrap();
+    assert_eq!(retried.version, Some(0));
+    assert_eq!(log.reads.load(Ordering::SeqCst), 0);
+    two.execute(stream.clone(), restock(&sku, 1)).await.unwrap();
+    assert!(log.reads.load(Ordering::SeqCst) > 0);
+    assert_eq!(two.load(&stream).await.unwrap().state.available, 7);
+    assert_eq!(log.appends.load(Ordering::SeqCst), 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

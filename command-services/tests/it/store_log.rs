@@ -10,7 +10,9 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::post;
-use command_services::event_log::{read_all_from, EventLog, Expected, LogError, StoreLog};
+use command_services::event_log::{
+    read_all_from, Appended, EventLog, Expected, LogError, StoreLog,
+};
 use domain::envelope::NewEvent;
 use event_store::server::EventStoreConfig;
 use service_runtime::shutdown::Shutdown;
@@ -87,12 +89,20 @@ async fn check_concurrent_appends(log: Arc<StoreLog>) {
         assert_eq!(stored[0].event_id, events[0].event_id);
         assert_eq!(stored[0].position, appended.first_position);
         assert_eq!(stored[1].position, appended.last_position);
-        // A retry of the same ids gets the first answer and writes nothing.
+        // A retry of the same ids gets the first answer, marked as a
+        // repeat, and writes nothing.
+        assert!(!appended.repeat);
         let again = log
             .append(&stream, Expected::NoStream, events)
             .await
             .unwrap();
-        assert_eq!(again, appended);
+        assert_eq!(
+            again,
+            Appended {
+                repeat: true,
+                ..appended
+            }
+        );
     }
     let hot = read_all_from(log.as_ref(), "stock-HOT", 0).await.unwrap();
     assert_eq!(hot.len(), 1);

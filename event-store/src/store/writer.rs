@@ -339,6 +339,7 @@ impl Writer {
             first_position,
             last_position: first_position + count - 1,
             next_expected_version: last_version,
+            repeat: false,
         })
     }
 
@@ -398,6 +399,7 @@ impl Writer {
             first_position: first.position,
             last_position: last.position,
             next_expected_version: last.version,
+            repeat: true,
         }))
     }
 

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use event_store::{AppendError, Direction, ExpectedVersion, ReadError, StoreOptions};
+use event_store::{AppendError, AppendResult, Direction, ExpectedVersion, ReadError, StoreOptions};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -169,12 +169,18 @@ async fn re_appending_the_same_event_ids_returns_the_first_result_and_writes_not
         .append("cart-1", ExpectedVersion::NoStream, batch.clone())
         .await
         .unwrap();
-    // Same ids, even with an expected version that no longer holds.
+    // Same ids, even with an expected version that no longer holds: the
+    // first answer, marked as a repeat.
+    assert!(!first.repeat);
+    let repeat = AppendResult {
+        repeat: true,
+        ..first
+    };
     let again = store
         .append("cart-1", ExpectedVersion::NoStream, batch.clone())
         .await
         .unwrap();
-    assert_eq!(again, first);
+    assert_eq!(again, repeat);
     assert_eq!(store.head(), 3);
     // Also after a restart, when the answer comes from the index on disk.
     let store = reopen(store, dir.path(), StoreOptions::default()).await;
@@ -182,7 +188,7 @@ async fn re_appending_the_same_event_ids_returns_the_first_result_and_writes_not
         .append("cart-1", ExpectedVersion::Exact(7), batch)
         .await
         .unwrap();
-    assert_eq!(after_restart, first);
+    assert_eq!(after_restart, repeat);
     assert_eq!(store.head(), 3);
     assert_eq!(
         store

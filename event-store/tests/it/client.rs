@@ -26,13 +26,17 @@ async fn the_client_appends_reads_and_reports_a_conflict_as_its_own_error() {
         ),
         (0, 1, 1)
     );
-    // A retried append with the same ids gets the same answer.
+    // A retried append with the same ids gets the same answer, marked as a repeat.
+    assert!(!first.repeat);
     assert_eq!(
         client
             .append("order-7", ExpectedVersion::NoStream, batch.clone())
             .await
             .unwrap(),
-        first
+        event_store::AppendResult {
+            repeat: true,
+            ..first
+        }
     );
     match client
         .append("order-7", ExpectedVersion::Exact(0), vec![event(json!(2))])

@@ -447,7 +447,8 @@ async fn the_binary_form_carries_appends_and_reads() {
         AppendResult {
             first_position: 0,
             last_position: 2,
-            next_expected_version: 2
+            next_expected_version: 2,
+            repeat: false,
         }
     );
     let response = client

@@ -103,6 +103,7 @@ impl Model {
             first_position,
             last_position: first_position + events.len() as u64 - 1,
             next_expected_version: last_version,
+            repeat: false,
         };
         self.batches
             .push((stream.to_owned(), events.to_vec(), result));
@@ -175,7 +176,10 @@ async fn run(ops: Vec<Op>) {
                 let (expected, _) = model.expected(&stream, &expected);
                 assert_eq!(
                     store.append(&stream, expected, events).await.unwrap(),
-                    first
+                    AppendResult {
+                        repeat: true,
+                        ..first
+                    }
                 );
             }
             Op::ReadStream {

@@ -71,7 +71,13 @@ async fn the_client_appends_to_several_streams_each_on_its_own() {
         .append_many(std::slice::from_ref(&retried))
         .await
         .unwrap();
-    assert_eq!(again[0].as_ref().unwrap(), ok(6));
+    assert_eq!(
+        again[0].as_ref().unwrap(),
+        &event_store::AppendResult {
+            repeat: true,
+            ..*ok(6)
+        }
+    );
     assert_eq!(server.running.store.head(), head);
     // The same ids under another stream are refused as reused.
     let mut moved = retried;
