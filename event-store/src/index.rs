@@ -289,19 +289,32 @@ fn is_lock_taken(error: &sled::Error) -> bool {
     matches!(error, sled::Error::Io(io) if io.to_string().starts_with("could not acquire lock"))
 }
 
+/// Opens a sled database, waiting up to [`LOCK_WAIT`] for its file lock.
+///
+/// sled's file lock can outlive the previous handle for a moment (one of its
+/// I/O threads may still hold the file after the last `Db` is gone), so a
+/// database closed and reopened in one process may find it taken: that one
+/// error is tried again. A lock held by another process stays an error after
+/// the wait. The store's index and the projectors' views open through this.
+pub fn open_sled(config: &sled::Config) -> sled::Result<sled::Db> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match config.open() {
+            Err(error) if is_lock_taken(&error) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            opened => return opened,
+        }
+    }
+}
+
 /// The store's sled database.
 pub(crate) struct Index {
     db: sled::Db,
 }
 
 impl Index {
-    /// Opens (or creates) the index database in `path`.
-    ///
-    /// sled's file lock can outlive the previous handle for a moment (one of
-    /// its I/O threads may still hold the file after the last `Db` is gone),
-    /// so a store closed and reopened in one process may find it taken: that
-    /// one error is tried again for up to [`LOCK_WAIT`]. A lock held by
-    /// another process stays an error after that.
+    /// Opens (or creates) the index database in `path` (see [`open_sled`]).
     pub(crate) fn open(path: &Path, cache_bytes: u64) -> Result<Self, IndexError> {
         let config = sled::Config::new()
             .path(path)
@@ -309,16 +322,9 @@ impl Index {
             // Background flushes only shorten the catch-up on the next open;
             // durability comes from the log.
             .flush_every_ms(Some(1000));
-        let deadline = std::time::Instant::now() + LOCK_WAIT;
-        loop {
-            match config.open() {
-                Ok(db) => return Ok(Self { db }),
-                Err(error) if is_lock_taken(&error) && std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                Err(error) => return Err(error.into()),
-            }
-        }
+        Ok(Self {
+            db: open_sled(&config)?,
+        })
     }
 
     /// Applies a batch atomically, with the checkpoint `next_position`.

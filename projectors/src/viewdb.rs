@@ -219,7 +219,7 @@ pub struct ViewMeta {
 impl ViewDb {
     /// Opens (or creates) the database in `path`.
     pub fn open(path: &Path, options: DbOptions) -> Result<Self, ViewError> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(path)
             .cache_capacity(options.cache_bytes)
             .mode(sled::Mode::HighThroughput)
@@ -228,8 +228,10 @@ impl ViewDb {
             // Smaller log segments than sled's default (512 KiB): each open
             // database holds a few segment buffers, and ten projectors in one
             // process would keep tens of MiB in them.
-            .segment_size(128 * 1024)
-            .open()?;
+            .segment_size(128 * 1024);
+        // A view closed and reopened in one process (a test, a replay's
+        // swap) may find sled's lock still held for a moment.
+        let db = event_store::index::open_sled(&config)?;
         let view = Self {
             db,
             path: path.to_owned(),
