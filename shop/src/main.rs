@@ -20,8 +20,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Threads for blocking work (sled reads and flushes, log reads, argon2).
 /// tokio's default, 512, let a busy event store grow past 50 threads, each
 /// with its own allocator heap; the work is short, so a queue behind a few
-/// threads per core costs nothing measurable and bounds the memory.
-const MAX_BLOCKING_THREADS: usize = 16;
+/// threads per core costs nothing measurable and bounds the memory. Each
+/// thread's heap keeps partly used pages of its own, so fewer threads hold
+/// less: at 150 orders/s, 16 threads left the event store at 71–77 MB PSS,
+/// 4 at 48–49, with no latency lost (docs/adr/0009).
+const MAX_BLOCKING_THREADS: usize = 4;
 
 /// mimalloc v3's `mi_option_purge_delay` (its `mimalloc.h`); the constants
 /// of `libmimalloc-sys` follow the older v2 numbering, which lacks it.
