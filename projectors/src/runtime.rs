@@ -674,14 +674,14 @@ impl Projector {
             return Ok(Some(version));
         }
         let category = domain::envelope::stream_category(stream);
-        let Some(swept) = db.meta()?.swept_position else {
-            return Ok(None);
-        };
         if !self.projection().wants(category) || db.untracked_below()? == 0 {
             // Nothing of the stream applied (every event applied live or in
             // a catch-up wrote its stream's position): nothing to look up.
             return Ok(None);
         }
+        let Some(swept) = db.meta()?.swept_position else {
+            return Ok(None);
+        };
         let mut last = None;
         let mut from = 0u64;
         loop {

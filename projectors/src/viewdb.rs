@@ -869,6 +869,8 @@ impl ViewTx {
     /// writes only share that lock, and also keep no batch's pages pinned.
     pub fn commit_unbatched(mut self) -> Result<(CommitStats, WrittenKeys), ViewError> {
         let db = Arc::clone(&self.db);
+        // The writes first: they record what the rebuild left untracked,
+        // which they know from `rebuild` being set.
         let (mut writes, stats) = self.take_writes()?;
         let mut written = self.rebuild.take().unwrap_or_default();
         writes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
