@@ -170,7 +170,8 @@ impl Cluster {
     }
 
     /// Starts relaying the store to `transport`. Declare the consumers'
-    /// queues first: an event no queue is bound for holds the relay back.
+    /// queues first: an event published before its queue is bound is not
+    /// delivered to it (docs/adr/0005).
     pub fn start_relay(&mut self, transport: SharedTransport) -> anyhow::Result<()> {
         let (server, _) = self.store.as_ref().context("the store is stopped")?;
         let shutdown = Shutdown::new();

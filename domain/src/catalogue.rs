@@ -75,6 +75,12 @@ pub const CATEGORIES: &[&str] = &[
     saga::STREAM_CATEGORY,
 ];
 
+/// Categories whose events are their writer's own record, kept in the store
+/// and not published on the bus (docs/adr/0012): the fulfillment saga's
+/// decisions. No consumer binds them; a reader that wants them reads the
+/// store (`GET /streams/fulfillment-<order>`, `GET /all`).
+pub const UNPUBLISHED_CATEGORIES: &[&str] = &[saga::STREAM_CATEGORY];
+
 /// The event types of a category, if it is one of ours.
 pub fn types_of(category: &str) -> Option<&'static [&'static str]> {
     Some(match category {

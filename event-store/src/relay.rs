@@ -16,11 +16,16 @@
 //! sent may be ahead of the re-sent ones; consumers repair such a gap from
 //! the store (DESIGN.md guarantee 5).
 //!
-//! An event no queue is bound for (the saga's own `fulfillment.*` events,
-//! say) is returned by the broker and then confirmed: no consumer wants that
-//! event type, so the relay counts it in [`metric::UNROUTABLE`] and moves on
-//! (docs/adr/0005). A consumer declared later catches up from the store when
+//! An event no queue is bound for is returned by the broker and then
+//! confirmed: no consumer wants that event type, so the relay counts it in
+//! [`metric::UNROUTABLE`] and moves on (docs/adr/0005). A consumer declared later catches up from the store when
 //! it starts, so nothing is lost by not holding the relay for it.
+//!
+//! Events of the [`RelayOptions::unpublished`] categories (by default
+//! [`domain::catalogue::UNPUBLISHED_CATEGORIES`], the saga's own record) are
+//! not published at all: the relay moves past them, and the checkpoint moves
+//! past them as soon as every event before them is confirmed
+//! (docs/adr/0012).
 //!
 //! - [`checkpoint`]: the checkpoint file;
 //! - [`bench`](mod@bench): the relay benchmark beside a raw publish-with-confirms baseline.
@@ -28,7 +33,12 @@
 pub mod bench;
 pub mod checkpoint;
 
-use std::{collections::HashSet, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    collections::{HashSet, VecDeque},
+    path::PathBuf,
+    sync::Arc,
+    time::Duration,
+};
 
 use anyhow::Context;
 use messaging::{
@@ -59,6 +69,9 @@ pub mod metric {
     /// Events confirmed without reaching any queue (none bound for their
     /// routing key), by stream category.
     pub const UNROUTABLE: &str = "relay_unroutable_total";
+    /// Events not published because their category is unpublished, by
+    /// stream category (read again after a restart, counted again).
+    pub const UNPUBLISHED: &str = "relay_unpublished_total";
 }
 
 /// How the relay works.
@@ -76,6 +89,8 @@ pub struct RelayOptions {
     pub retry: Backoff,
     /// How long, on shutdown, the relay waits for the confirms of what it sent.
     pub drain_timeout: Duration,
+    /// Stream categories whose events are not published (docs/adr/0012).
+    pub unpublished: Vec<String>,
 }
 
 impl Default for RelayOptions {
@@ -89,6 +104,10 @@ impl Default for RelayOptions {
                 max: Duration::from_secs(10),
             },
             drain_timeout: Duration::from_secs(5),
+            unpublished: domain::catalogue::UNPUBLISHED_CATEGORIES
+                .iter()
+                .map(|category| (*category).to_owned())
+                .collect(),
         }
     }
 }
@@ -158,8 +177,11 @@ impl Relay {
     /// writes the checkpoint.
     pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
         let store_id = self.store.store_id();
+        let checkpoint = *self.checkpoint.borrow();
         let mut state = RunState {
-            checkpoint: *self.checkpoint.borrow(),
+            checkpoint,
+            next: checkpoint,
+            sent: VecDeque::new(),
             unroutable_seen: HashSet::new(),
         };
         let mut persisting =
@@ -170,6 +192,7 @@ impl Relay {
             namespace = %self.transport.namespace(),
             transport = self.transport.kind(),
             window = self.options.window,
+            unpublished = ?self.options.unpublished,
             "relay started"
         );
         let mut head = self.store.watch_head();
@@ -201,12 +224,14 @@ impl Relay {
                 }
             };
             // Everything from the checkpoint on is (re)sent in this session.
-            let mut next = state.checkpoint;
+            state.next = state.checkpoint;
+            state.sent.clear();
             let error: PublishError = 'pipeline: loop {
                 // Fill the window from the log.
-                'fill: while next - state.checkpoint < self.options.window as u64
-                    && next < self.store.head()
+                'fill: while state.next - state.checkpoint < self.options.window as u64
+                    && state.next < self.store.head()
                 {
+                    let next = state.next;
                     let room = self.options.window - (next - state.checkpoint) as usize;
                     let limit = room.min(self.options.read_batch);
                     let events = tokio::select! {
@@ -225,6 +250,13 @@ impl Relay {
                         }
                     };
                     for event in &events {
+                        let category = event.category();
+                        if self.options.unpublished.iter().any(|c| c == category) {
+                            ::metrics::counter!(metric::UNPUBLISHED, "category" => category.to_owned())
+                                .increment(1);
+                            state.next += 1;
+                            continue;
+                        }
                         let message =
                             OutgoingMessage::for_event(event, store_id).with_context(|| {
                                 format!("failed to encode the event at position {}", event.position)
@@ -248,12 +280,15 @@ impl Relay {
                             age_us = age.as_micros() as u64,
                             "relay sent an event"
                         );
-                        next += 1;
+                        state.sent.push_back(event.position);
+                        state.next += 1;
                         ::metrics::counter!(metric::SENT).increment(1);
                     }
+                    // Unpublished events with nothing sent before them are done.
+                    self.advance(&mut state);
                 }
 
-                let in_flight = next - state.checkpoint;
+                let in_flight = state.next - state.checkpoint;
                 if !store_open && in_flight == 0 {
                     tracing::info!("the store closed; relay stopping");
                     break 'session;
@@ -290,7 +325,7 @@ impl Relay {
             tracing::warn!(
                 %error,
                 checkpoint = state.checkpoint,
-                unconfirmed = next - state.checkpoint,
+                unconfirmed = state.next - state.checkpoint,
                 "relay publishing again from its checkpoint"
             );
             if let PublishError::Invalid { .. } = error {
@@ -348,7 +383,11 @@ impl Relay {
     /// included; returns its error.
     fn settle(&self, state: &mut RunState, report: PublishReport) -> Option<PublishError> {
         for unroutable in &report.unroutable {
-            let position = state.checkpoint + unroutable.index as u64;
+            let position = state
+                .sent
+                .get(unroutable.index)
+                .copied()
+                .unwrap_or(state.checkpoint + unroutable.index as u64);
             let category = unroutable
                 .routing_key
                 .split_once('.')
@@ -370,11 +409,23 @@ impl Relay {
             }
         }
         if report.confirmed > 0 {
-            state.checkpoint += report.confirmed as u64;
-            self.checkpoint.send_replace(state.checkpoint);
+            let confirmed = report.confirmed.min(state.sent.len());
+            state.sent.drain(..confirmed);
             ::metrics::counter!(metric::CONFIRMED).increment(report.confirmed as u64);
+            self.advance(state);
         }
         report.error
+    }
+
+    /// Moves the checkpoint to the first event sent and not confirmed, or,
+    /// with none, to the first event not read: the unpublished events
+    /// between need no confirm.
+    fn advance(&self, state: &mut RunState) {
+        let checkpoint = state.sent.front().copied().unwrap_or(state.next);
+        if checkpoint > state.checkpoint {
+            state.checkpoint = checkpoint;
+            self.checkpoint.send_replace(checkpoint);
+        }
     }
 
     fn record_lag(&self, checkpoint: u64) {
@@ -387,6 +438,11 @@ impl Relay {
 struct RunState {
     /// The first position not confirmed.
     checkpoint: u64,
+    /// The first position not read from the log yet in this session.
+    next: u64,
+    /// Positions sent and not confirmed yet, oldest first (unpublished ones
+    /// between them are not here).
+    sent: VecDeque<u64>,
     /// Routing keys already reported unroutable at `info` (one line each).
     unroutable_seen: HashSet<String>,
 }
@@ -413,11 +469,13 @@ pub async fn run_relay(
 
 /// Connects to RabbitMQ at `amqp_uri` (retrying with backoff, so the store
 /// serves while the broker is away) and relays `store` to the `namespace`
-/// until `shutdown` fires: what `shop event-store --amqp URL` runs.
+/// with `options` until `shutdown` fires: what `shop event-store --amqp URL`
+/// runs.
 pub async fn run_amqp_relay(
     store: Store,
     amqp_uri: String,
     namespace: Namespace,
+    options: RelayOptions,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     describe_metrics();
@@ -445,7 +503,7 @@ pub async fn run_amqp_relay(
         }
     };
     let transport = Arc::new(transport);
-    let relayed = Relay::new(store, transport.clone(), RelayOptions::default())?
+    let relayed = Relay::new(store, transport.clone(), options)?
         .run(shutdown)
         .await;
     transport.close().await;
@@ -476,5 +534,9 @@ pub fn describe_metrics() {
     ::metrics::describe_counter!(
         metric::UNROUTABLE,
         "Events confirmed without reaching a queue (none bound for their routing key), skipped"
+    );
+    ::metrics::describe_counter!(
+        metric::UNPUBLISHED,
+        "Events not published because their category is unpublished"
     );
 }

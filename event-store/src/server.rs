@@ -77,6 +77,16 @@ pub struct EventStoreConfig {
     /// Memory for the index's page cache, in MiB (sled holds a few times this).
     #[arg(long, env = "SHOP_INDEX_CACHE_MB", default_value_t = DEFAULT_INDEX_CACHE_MB)]
     pub index_cache_mb: u64,
+    /// Stream categories the relay does not publish, comma-separated: their
+    /// events stay in the store only (docs/adr/0012). `--unpublished ''`
+    /// publishes every category.
+    #[arg(
+        long,
+        env = "SHOP_UNPUBLISHED",
+        value_delimiter = ',',
+        default_value = domain::saga::STREAM_CATEGORY
+    )]
+    pub unpublished: Vec<String>,
 }
 
 /// The default of `--index-cache-mb`.
@@ -94,6 +104,7 @@ impl EventStoreConfig {
             no_relay: true,
             max_body_bytes: 8 * 1024 * 1024,
             index_cache_mb: DEFAULT_INDEX_CACHE_MB,
+            unpublished: crate::relay::RelayOptions::default().unpublished,
         }
     }
 }
@@ -230,8 +241,22 @@ pub async fn start(
     if let (false, Some(amqp)) = (config.no_relay, &config.amqp) {
         let namespace = messaging::Namespace::parse(&config.namespace)
             .context("invalid --namespace for the relay")?;
-        let relay =
-            crate::relay::run_amqp_relay(store.clone(), amqp.clone(), namespace, shutdown.clone());
+        let options = crate::relay::RelayOptions {
+            unpublished: config
+                .unpublished
+                .iter()
+                .filter(|category| !category.is_empty())
+                .cloned()
+                .collect(),
+            ..Default::default()
+        };
+        let relay = crate::relay::run_amqp_relay(
+            store.clone(),
+            amqp.clone(),
+            namespace,
+            options,
+            shutdown.clone(),
+        );
         background.push(("relay", tokio::spawn(relay)));
     }
     // =================== END RELAY START ========================================

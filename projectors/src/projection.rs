@@ -96,3 +96,27 @@ pub fn projection_for(name: ProjectorName) -> SharedProjection {
         ProjectorName::Wishlists => Arc::new(views::wishlists::Wishlists),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_projection_reads_a_category_the_relay_does_not_publish() {
+        for name in ProjectorName::ALL {
+            let projection = projection_for(name);
+            for category in domain::catalogue::UNPUBLISHED_CATEGORIES {
+                assert!(
+                    !projection.wants(category),
+                    "{name} reads {category}, which only the store holds (docs/adr/0012)"
+                );
+            }
+            for category in projection.categories() {
+                assert!(
+                    domain::catalogue::types_of(category).is_some(),
+                    "{category}"
+                );
+            }
+        }
+    }
+}

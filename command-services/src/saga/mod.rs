@@ -653,3 +653,19 @@ impl Saga {
         Ok(Handled::Done)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_saga_binds_no_category_the_relay_does_not_publish() {
+        let spec = super::consumer_spec(10).unwrap();
+        assert_eq!(spec.bindings.len(), 4);
+        for binding in &spec.bindings {
+            let (category, _) = binding.split_once('.').unwrap();
+            assert!(
+                !domain::catalogue::UNPUBLISHED_CATEGORIES.contains(&category),
+                "the saga binds {binding}, which only the store holds (docs/adr/0012)"
+            );
+        }
+    }
+}

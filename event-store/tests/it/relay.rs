@@ -334,15 +334,15 @@ async fn unroutable_events_are_skipped(transport: SharedTransport, namespace: &N
         .unwrap();
     let orders = ConsumerSpec::new(ConsumerName::parse("orders").unwrap(), ["order.*"]).unwrap();
     let mut orders_consumer = transport.consumer(&orders).await.unwrap();
-    // Nothing is bound for the stock and fulfillment events.
+    // Nothing is bound for the stock and shipment events.
     append_one(&store, "order-1", "OrderPlaced").await;
     append_one(&store, "stock-A", "StockReserved").await;
-    append_one(&store, "fulfillment-1", "FulfillmentStarted").await;
+    append_one(&store, "shipment-1", "ShipmentCreated").await;
     append_one(&store, "order-1", "OrderConfirmed").await;
     append_one(&store, "stock-A", "StockReserved").await;
     append_one(&store, "order-2", "OrderPlaced").await;
     let stock_before = unroutable_count(&metrics.render(), "stock");
-    let fulfillment_before = unroutable_count(&metrics.render(), "fulfillment");
+    let shipment_before = unroutable_count(&metrics.render(), "shipment");
     let (mut checkpoint, shutdown, relay) = start_relay(&store, transport.clone(), fast_retries());
 
     // The relay moves past them to the head...
@@ -355,7 +355,7 @@ async fn unroutable_events_are_skipped(transport: SharedTransport, namespace: &N
         2
     );
     assert_eq!(
-        unroutable_count(&metrics.render(), "fulfillment") - fulfillment_before,
+        unroutable_count(&metrics.render(), "shipment") - shipment_before,
         1
     );
 
@@ -365,7 +365,7 @@ async fn unroutable_events_are_skipped(transport: SharedTransport, namespace: &N
     let stock = ConsumerSpec::new(ConsumerName::parse("stock").unwrap(), ["stock.*"]).unwrap();
     let mut stock_consumer = transport.consumer(&stock).await.unwrap();
     append_one(&store, "stock-A", "StockReleased").await;
-    append_one(&store, "fulfillment-1", "FulfillmentCompleted").await;
+    append_one(&store, "shipment-1", "ShipmentDispatched").await;
     append_one(&store, "order-2", "OrderConfirmed").await;
     wait_for_checkpoint(&mut checkpoint, 9).await;
     let got = consume_until(&mut stock_consumer, |seen| !seen.is_empty()).await;
@@ -374,7 +374,7 @@ async fn unroutable_events_are_skipped(transport: SharedTransport, namespace: &N
     let got = consume_until(&mut orders_consumer, |seen| !seen.is_empty()).await;
     assert_eq!(positions(&got), [8]);
     assert_eq!(
-        unroutable_count(&metrics.render(), "fulfillment") - fulfillment_before,
+        unroutable_count(&metrics.render(), "shipment") - shipment_before,
         2
     );
     assert_eq!(
@@ -413,6 +413,104 @@ async fn the_relay_moves_past_events_no_queue_is_bound_for_and_later_bound_event
     let namespace = Namespace::parse(&unique("relay-test")).unwrap();
     let memory: SharedTransport = Arc::new(MemoryTransport::new(namespace.clone()));
     unroutable_events_are_skipped(memory, &namespace).await;
+}
+
+/// The relay's count of events of `category` it did not publish.
+fn unpublished_count(rendered: &str, category: &str) -> u64 {
+    let series = format!("relay_unpublished_total{{category=\"{category}\"}} ");
+    rendered
+        .lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .map_or(0, |value| value.trim().parse().unwrap())
+}
+
+async fn unpublished_categories_stay_in_the_store(
+    transport: SharedTransport,
+    namespace: &Namespace,
+) {
+    let metrics = service_runtime::metrics::install();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default())
+        .await
+        .unwrap();
+    let all = ConsumerSpec::new(ConsumerName::parse("all").unwrap(), ["#"]).unwrap();
+    let mut all_consumer = transport.consumer(&all).await.unwrap();
+    // Unpublished events first, between published ones, several in a row,
+    // and last; a small window and small reads put them at every edge.
+    for (stream, event_type) in [
+        ("fulfillment-1", "FulfillmentStarted"),
+        ("order-1", "OrderPlaced"),
+        ("fulfillment-1", "ReservationNoted"),
+        ("fulfillment-1", "PaymentRequested"),
+        ("order-1", "OrderConfirmed"),
+        ("order-2", "OrderPlaced"),
+        ("fulfillment-2", "FulfillmentStarted"),
+        ("fulfillment-2", "ReservationNoted"),
+    ] {
+        append_one(&store, stream, event_type).await;
+    }
+    let before = unpublished_count(&metrics.render(), "fulfillment");
+    let options = RelayOptions {
+        window: 3,
+        read_batch: 2,
+        ..fast_retries()
+    };
+    assert_eq!(options.unpublished, ["fulfillment"], "the default");
+    let (mut checkpoint, shutdown, relay) = start_relay(&store, transport.clone(), options);
+
+    // The checkpoint reaches the head, past the unpublished tail too...
+    wait_for_checkpoint(&mut checkpoint, 8).await;
+    // ...and a queue bound for everything got only the published events.
+    let got = consume_until(&mut all_consumer, |seen| seen.len() >= 3).await;
+    assert_eq!(positions(&got), [1, 4, 5]);
+    assert_eq!(
+        unpublished_count(&metrics.render(), "fulfillment") - before,
+        5
+    );
+    shutdown.trigger();
+    relay.await.unwrap().unwrap();
+    assert_eq!(stored_checkpoint(dir.path(), namespace), 8);
+    assert_eq!(
+        transport
+            .ready_messages(&all.name, QueueRole::Main)
+            .await
+            .unwrap(),
+        0,
+        "nothing else was published"
+    );
+
+    // With no category unpublished, the saga's events go out like any other.
+    append_one(&store, "fulfillment-2", "PaymentRequested").await;
+    append_one(&store, "order-2", "OrderConfirmed").await;
+    let options = RelayOptions {
+        unpublished: Vec::new(),
+        ..fast_retries()
+    };
+    let (mut checkpoint, shutdown, relay) = start_relay(&store, transport.clone(), options);
+    wait_for_checkpoint(&mut checkpoint, 10).await;
+    let got = consume_until(&mut all_consumer, |seen| seen.len() >= 2).await;
+    assert_eq!(positions(&got), [8, 9]);
+    assert_eq!(got[0].routing_key, "fulfillment.PaymentRequested");
+    shutdown.trigger();
+    relay.await.unwrap().unwrap();
+    assert_eq!(stored_checkpoint(dir.path(), namespace), 10);
+    store.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn events_of_unpublished_categories_are_not_published_and_the_checkpoint_moves_past_them() {
+    let namespace = Namespace::parse(&unique("relay-test")).unwrap();
+    cleaning_up(&namespace, &["all"], async {
+        let transport: SharedTransport =
+            Arc::new(amqp(&namespace, &unique("relay test unpublished")).await);
+        unpublished_categories_stay_in_the_store(Arc::clone(&transport), &namespace).await;
+        transport.close().await;
+    })
+    .await;
+
+    let namespace = Namespace::parse(&unique("relay-test")).unwrap();
+    let memory: SharedTransport = Arc::new(MemoryTransport::new(namespace.clone()));
+    unpublished_categories_stay_in_the_store(memory, &namespace).await;
 }
 
 async fn restart_resumes_from_the_checkpoint(transport: SharedTransport, namespace: &Namespace) {
@@ -541,6 +639,7 @@ async fn the_relay_stops_on_shutdown_while_the_broker_is_unreachable() {
         store.clone(),
         "amqp://guest:guest@127.0.0.1:1/%2f".to_owned(),
         Namespace::parse("relay-test-unreachable").unwrap(),
+        RelayOptions::default(),
         shutdown.clone(),
     ));
     // It keeps trying rather than giving up...
