@@ -10,7 +10,8 @@
 //! - `GET /streams/{stream}?from&limit&direction`: read a stream;
 //! - `GET /all?from&limit&wait_ms`: read the global log; with `wait_ms`, a long
 //!   poll that answers as soon as an event at `from` or later exists, or empty
-//!   after `wait_ms`;
+//!   after `wait_ms` (at most `--max-waits` wait at once; the next is
+//!   answered 503 `too_many_waits`);
 //! - `GET /categories/{category}?from&limit`: read a category (`order` for `order-*`);
 //! - `GET /info`: store id and head;
 //! - `GET /health`, `/ready`, `/metrics`.
@@ -37,6 +38,7 @@ use serde::{Deserialize, Serialize};
 use service_runtime::api_error::ApiError;
 use service_runtime::ops::{ops_router, ReadyCheck};
 use service_runtime::shutdown::Shutdown;
+use service_runtime::waits::WaitSlots;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -87,6 +89,10 @@ pub struct EventStoreConfig {
         default_value = domain::saga::STREAM_CATEGORY
     )]
     pub unpublished: Vec<String>,
+    /// The most long polls (`GET /all?wait_ms=`) waiting at once; the next
+    /// is answered 503 `too_many_waits`.
+    #[arg(long, env = "SHOP_MAX_WAITS", default_value_t = WaitSlots::DEFAULT)]
+    pub max_waits: usize,
 }
 
 /// The default of `--index-cache-mb`.
@@ -105,6 +111,7 @@ impl EventStoreConfig {
             max_body_bytes: 8 * 1024 * 1024,
             index_cache_mb: DEFAULT_INDEX_CACHE_MB,
             unpublished: crate::relay::RelayOptions::default().unpublished,
+            max_waits: WaitSlots::DEFAULT,
         }
     }
 }
@@ -124,6 +131,7 @@ pub struct ServerState {
     store: Store,
     shutdown: Shutdown,
     max_body_bytes: usize,
+    waits: WaitSlots,
 }
 
 impl ServerState {
@@ -133,7 +141,14 @@ impl ServerState {
             store,
             shutdown,
             max_body_bytes: 8 * 1024 * 1024,
+            waits: WaitSlots::default(),
         }
+    }
+
+    /// Sets how many long polls (`GET /all?wait_ms=`) may wait at once.
+    pub fn with_max_waits(mut self, max_waits: usize) -> Self {
+        self.waits = WaitSlots::new(max_waits);
+        self
     }
 
     /// Sets the largest request body accepted.
@@ -174,6 +189,8 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     /// The store it serves.
     pub store: Store,
+    /// Its long polls (how many wait now).
+    pub waits: WaitSlots,
     task: JoinHandle<anyhow::Result<()>>,
 }
 
@@ -261,10 +278,11 @@ pub async fn start(
     }
     // =================== END RELAY START ========================================
 
-    let app = router(
-        ServerState::new(store.clone(), shutdown.clone())
-            .with_max_body_bytes(config.max_body_bytes),
-    );
+    let state = ServerState::new(store.clone(), shutdown.clone())
+        .with_max_body_bytes(config.max_body_bytes)
+        .with_max_waits(config.max_waits);
+    let waits = state.waits.clone();
+    let app = router(state);
     let serving_store = store.clone();
     let task = tokio::spawn(async move {
         let served = service_runtime::serve(listener, app, shutdown.waiter()).await;
@@ -284,7 +302,12 @@ pub async fn start(
         tracing::info!("event store stopped");
         served.and(closed)
     });
-    Ok(RunningServer { addr, store, task })
+    Ok(RunningServer {
+        addr,
+        store,
+        waits,
+        task,
+    })
 }
 
 /// Runs `shop event-store` until `shutdown` fires, then drains and exits.
@@ -716,6 +739,7 @@ async fn read_all(
     let limit = checked_limit(query.limit)?;
     if let Some(wait_ms) = query.wait_ms.filter(|wait| *wait > 0) {
         if state.store.head() <= from {
+            let _slot = state.waits.enter()?;
             let wait = Duration::from_millis(wait_ms).min(MAX_WAIT);
             tokio::select! {
                 _ = state.store.wait_for_head_beyond(from, wait) => {}

@@ -31,6 +31,7 @@ use messaging::{
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 use service_runtime::shutdown::Shutdown;
+use service_runtime::waits::WaitSlots;
 use tokio::{sync::watch, task::JoinHandle};
 use uuid::Uuid;
 
@@ -60,6 +61,8 @@ pub struct RuntimeSettings {
     pub idle_sweep: Duration,
     /// sled's cache per database.
     pub cache_bytes: u64,
+    /// The most `/positions` long polls waiting at once.
+    pub max_waits: usize,
 }
 
 impl Default for RuntimeSettings {
@@ -75,6 +78,7 @@ impl Default for RuntimeSettings {
             idle_sweep: Duration::from_secs(1),
             // sled holds several times its cache size in memory.
             cache_bytes: 8 * 1024 * 1024,
+            max_waits: WaitSlots::DEFAULT,
         }
     }
 }
@@ -179,6 +183,8 @@ pub struct Projector {
     /// What the last transaction held, for the next one (see [`Carry`]).
     carry: Mutex<Option<Carry>>,
     pub(crate) replay: Mutex<ReplayProgress>,
+    /// The position long polls of the read API.
+    waits: WaitSlots,
 }
 
 impl std::fmt::Debug for Projector {
@@ -270,7 +276,6 @@ impl Projector {
             db: RwLock::new(db),
             source,
             transport,
-            settings,
             store_id: Mutex::new(store_id),
             commit_lock: tokio::sync::Mutex::new(()),
             committed: watch::channel(0).0,
@@ -281,12 +286,19 @@ impl Projector {
                 state: "idle",
                 ..ReplayProgress::default()
             }),
+            waits: WaitSlots::new(settings.max_waits),
+            settings,
         })
     }
 
     /// Its name.
     pub fn name(&self) -> ProjectorName {
         self.name
+    }
+
+    /// The bound on the read API's position long polls (how many wait now).
+    pub fn waits(&self) -> &WaitSlots {
+        &self.waits
     }
 
     /// Its projection.

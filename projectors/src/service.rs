@@ -75,6 +75,10 @@ pub struct ProjectorConfig {
     /// sled's cache per read model, in MiB.
     #[arg(long, env = "SHOP_PROJECTOR_CACHE_MB", default_value_t = 8)]
     pub cache_mb: u64,
+    /// The most `/positions` long polls waiting at once; the next is
+    /// answered 503 `too_many_waits`.
+    #[arg(long, env = "SHOP_MAX_WAITS", default_value_t = service_runtime::waits::WaitSlots::DEFAULT)]
+    pub max_waits: usize,
 }
 
 impl Default for ProjectorConfig {
@@ -90,6 +94,7 @@ impl Default for ProjectorConfig {
             batch: 1000,
             max_attempts: 3,
             cache_mb: 8,
+            max_waits: service_runtime::waits::WaitSlots::DEFAULT,
         }
     }
 }
@@ -102,6 +107,7 @@ impl ProjectorConfig {
             batch: self.batch.max(1),
             max_attempts: self.max_attempts.max(1),
             cache_bytes: self.cache_mb.max(1) * 1024 * 1024,
+            max_waits: self.max_waits,
             ..RuntimeSettings::default()
         }
     }

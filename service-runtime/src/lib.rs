@@ -15,6 +15,7 @@ pub mod logging;
 pub mod metrics;
 pub mod ops;
 pub mod shutdown;
+pub mod waits;
 
 pub use logging::{init_tracing, shutdown_tracing, LogFormat};
 

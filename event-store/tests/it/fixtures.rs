@@ -73,17 +73,29 @@ pub async fn spawn_server() -> TestServer {
 
 /// Starts a server over `dir`, listening on `addr`.
 pub async fn spawn_server_in(dir: TempDir, addr: &str) -> TestServer {
+    spawn_configured_in(dir, addr, |_| {}).await
+}
+
+/// Starts a server over a fresh directory with `configure`'s changes.
+pub async fn spawn_server_configured(configure: impl FnOnce(&mut EventStoreConfig)) -> TestServer {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    spawn_configured_in(dir, "127.0.0.1:0", configure).await
+}
+
+async fn spawn_configured_in(
+    dir: TempDir,
+    addr: &str,
+    configure: impl FnOnce(&mut EventStoreConfig),
+) -> TestServer {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .expect("a port to listen on");
     let shutdown = Shutdown::new();
-    let running = server::start(
-        &EventStoreConfig::for_data_dir(dir.path()),
-        listener,
-        shutdown.clone(),
-    )
-    .await
-    .expect("the server starts");
+    let mut config = EventStoreConfig::for_data_dir(dir.path());
+    configure(&mut config);
+    let running = server::start(&config, listener, shutdown.clone())
+        .await
+        .expect("the server starts");
     TestServer {
         url: format!("http://{}", running.addr),
         shutdown,

@@ -12,7 +12,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::fixtures::{event, spawn_server, DEADLINE};
+use crate::fixtures::{event, spawn_server, spawn_server_configured, DEADLINE};
 
 fn keys(value: &Value) -> BTreeSet<&str> {
     value
@@ -418,6 +418,58 @@ async fn a_long_poll_on_all_answers_when_an_event_arrives_or_empty_after_the_wai
     let events = body["events"].as_array().unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0]["position"], 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn long_polls_past_the_bound_are_refused_at_once_and_a_freed_slot_is_taken_again() {
+    let server = spawn_server_configured(|config| config.max_waits = 2).await;
+    let url = server.url.clone();
+    let polls: Vec<_> = (0..2)
+        .map(|_| {
+            let url = format!("{url}/all?from=0&wait_ms=30000");
+            tokio::spawn(async move { get(&url).await })
+        })
+        .collect();
+    // Once both hold their slots, the next wait is refused at once.
+    let deadline = Instant::now() + DEADLINE;
+    while server.running.waits.waiting() < 2 {
+        assert!(Instant::now() < deadline, "the long polls never waited");
+        tokio::task::yield_now().await;
+    }
+    let started = Instant::now();
+    let (status, refused) = get(&format!("{url}/all?from=0&wait_ms=30000")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "it did not wait"
+    );
+    assert_eq!(refused["error"], "too_many_waits");
+    assert_eq!(refused["retry_after_ms"], 1000);
+    assert!(refused["message"].as_str().unwrap().contains('2'));
+    // A read that need not wait takes no slot.
+    let (status, body) = get(&format!("{url}/all?from=0")).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"events": []})));
+
+    // An event answers both waits, which frees their slots.
+    server
+        .running
+        .store
+        .append("order-1", ExpectedVersion::Any, vec![event(json!(1))])
+        .await
+        .unwrap();
+    for poll in polls {
+        let (status, body) = tokio::time::timeout(DEADLINE, poll)
+            .await
+            .expect("the long poll answers")
+            .unwrap();
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["events"].as_array().unwrap().len(), 1);
+    }
+    for _ in 0..3 {
+        let (status, body) = get(&format!("{url}/all?from=1&wait_ms=20")).await;
+        assert_eq!((status, body), (StatusCode::OK, json!({"events": []})));
+    }
     server.stop().await;
 }
 

@@ -51,12 +51,20 @@ async fn projector_with(
     name: ProjectorName,
     events: &[domain::catalogue::DomainEvent],
 ) -> (Arc<Projector>, Arc<MemorySource>) {
+    projector_with_settings(name, events, RuntimeSettings::default()).await
+}
+
+/// A projector over `events` with `settings`, caught up.
+async fn projector_with_settings(
+    name: ProjectorName,
+    events: &[domain::catalogue::DomainEvent],
+    settings: RuntimeSettings,
+) -> (Arc<Projector>, Arc<MemorySource>) {
     let source = Arc::new(MemorySource::new(Uuid::from_u128(42)));
     for event in workload::record(events).unwrap() {
         source.push(event);
     }
-    let projector =
-        Projector::temporary(name, source.clone(), None, RuntimeSettings::default()).unwrap();
+    let projector = Projector::temporary(name, source.clone(), None, settings).unwrap();
     projector.adopt_store(Uuid::from_u128(42)).await.unwrap();
     projector.catch_up(None).await.unwrap();
     (projector, source)
@@ -186,6 +194,82 @@ async fn a_position_is_the_last_applied_version_and_a_query_can_wait_for_a_later
     )
     .await;
     assert_eq!(body["version"], 2);
+}
+
+#[tokio::test]
+async fn position_waits_past_the_bound_are_refused_at_once_and_a_freed_slot_is_taken_again() {
+    let settings = RuntimeSettings {
+        max_waits: 1,
+        ..RuntimeSettings::default()
+    };
+    let (projector, source) =
+        projector_with_settings(ProjectorName::Orders, &order_events(), settings).await;
+    let app = router(Arc::clone(&projector));
+    let stream = format!("order-{}", order_id(1));
+    let waiting = {
+        let app = app.clone();
+        let stream = stream.clone();
+        tokio::spawn(async move {
+            call(
+                &app,
+                "GET",
+                &format!("/positions?stream={stream}&min_version=2&timeout_ms=30000"),
+                None,
+            )
+            .await
+        })
+    };
+    // Once it holds the only slot, the next wait is refused at once.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while projector.waits().waiting() < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the wait never started"
+        );
+        tokio::task::yield_now().await;
+    }
+    let path = format!("/positions?stream={stream}&min_version=2&timeout_ms=30000");
+    let (status, refused) =
+        tokio::time::timeout(Duration::from_secs(5), call(&app, "GET", &path, None))
+            .await
+            .expect("a refusal does not wait");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused["error"], "too_many_waits");
+    assert_eq!(refused["retry_after_ms"], 1000);
+    // A query whose version is there already takes no slot.
+    let path = format!("/positions?stream={stream}&min_version=1&timeout_ms=30000");
+    let (status, body) = call(&app, "GET", &path, None).await;
+    assert_eq!(
+        (status, body["version"].clone()),
+        (StatusCode::OK, json!(1))
+    );
+
+    // The awaited version answers the wait and frees its slot.
+    let mut more = workload::record(&[
+        placed(1, 1, &[("MUG", 1, 1000)], 0),
+        placed(2, 1, &[("TEA", 2, 500)], 1),
+        confirmed(1, 2),
+        shipped(1, 3),
+    ])
+    .unwrap();
+    source.push(more.remove(3));
+    projector.catch_up(None).await.unwrap();
+    let (status, body) = tokio::time::timeout(Duration::from_secs(60), waiting)
+        .await
+        .expect("the wait answers")
+        .unwrap();
+    assert_eq!(
+        (status, body["version"].clone()),
+        (StatusCode::OK, json!(2))
+    );
+    for _ in 0..2 {
+        let path = format!("/positions?stream={stream}&min_version=9&timeout_ms=20");
+        let (status, body) = call(&app, "GET", &path, None).await;
+        assert_eq!(
+            (status, body["version"].clone()),
+            (StatusCode::OK, json!(2))
+        );
+    }
 }
 
 /// A memory source that counts the stream reads asked of it.
