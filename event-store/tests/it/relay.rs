@@ -179,6 +179,25 @@ async fn cleaning_up(namespace: &Namespace, consumers: &[&str], body: impl Futur
     }
 }
 
+/// Runs `scenario` against RabbitMQ in a namespace of its own (deleting
+/// `consumers`' queues after), then against the in-process transport.
+async fn on_both_transports<Fut: Future<Output = ()>>(
+    consumers: &[&str],
+    scenario: impl Fn(SharedTransport, Namespace) -> Fut,
+) {
+    let namespace = Namespace::parse(&unique("relay-test")).unwrap();
+    cleaning_up(&namespace, consumers, async {
+        let transport: SharedTransport = Arc::new(amqp(&namespace, &unique("relay test")).await);
+        scenario(Arc::clone(&transport), namespace.clone()).await;
+        transport.close().await;
+    })
+    .await;
+
+    let namespace = Namespace::parse(&unique("relay-test")).unwrap();
+    let memory: SharedTransport = Arc::new(MemoryTransport::new(namespace.clone()));
+    scenario(memory, namespace).await;
+}
+
 fn stored_checkpoint(dir: &Path, namespace: &Namespace) -> u64 {
     checkpoint::read(&checkpoint::path(dir, namespace)).unwrap()
 }
@@ -326,7 +345,7 @@ fn positions(deliveries: &[Delivery]) -> Vec<u64> {
         .collect()
 }
 
-async fn unroutable_events_are_skipped(transport: SharedTransport, namespace: &Namespace) {
+async fn unroutable_events_are_skipped(transport: SharedTransport, namespace: Namespace) {
     let metrics = service_runtime::metrics::install();
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), StoreOptions::default())
@@ -384,7 +403,7 @@ async fn unroutable_events_are_skipped(transport: SharedTransport, namespace: &N
 
     shutdown.trigger();
     relay.await.unwrap().unwrap();
-    assert_eq!(stored_checkpoint(dir.path(), namespace), 9);
+    assert_eq!(stored_checkpoint(dir.path(), &namespace), 9);
     for (consumer, name) in [(&orders, "orders"), (&stock, "stock")] {
         assert_eq!(
             transport
@@ -401,18 +420,7 @@ async fn unroutable_events_are_skipped(transport: SharedTransport, namespace: &N
 #[tokio::test]
 async fn the_relay_moves_past_events_no_queue_is_bound_for_and_later_bound_events_still_arrive_in_order(
 ) {
-    let namespace = Namespace::parse(&unique("relay-test")).unwrap();
-    cleaning_up(&namespace, &["orders", "stock"], async {
-        let transport: SharedTransport =
-            Arc::new(amqp(&namespace, &unique("relay test unroutable")).await);
-        unroutable_events_are_skipped(Arc::clone(&transport), &namespace).await;
-        transport.close().await;
-    })
-    .await;
-
-    let namespace = Namespace::parse(&unique("relay-test")).unwrap();
-    let memory: SharedTransport = Arc::new(MemoryTransport::new(namespace.clone()));
-    unroutable_events_are_skipped(memory, &namespace).await;
+    on_both_transports(&["orders", "stock"], unroutable_events_are_skipped).await;
 }
 
 /// The relay's count of events of `category` it did not publish.
@@ -426,7 +434,7 @@ fn unpublished_count(rendered: &str, category: &str) -> u64 {
 
 async fn unpublished_categories_stay_in_the_store(
     transport: SharedTransport,
-    namespace: &Namespace,
+    namespace: Namespace,
 ) {
     let metrics = service_runtime::metrics::install();
     let dir = tempfile::tempdir().unwrap();
@@ -469,7 +477,7 @@ async fn unpublished_categories_stay_in_the_store(
     );
     shutdown.trigger();
     relay.await.unwrap().unwrap();
-    assert_eq!(stored_checkpoint(dir.path(), namespace), 8);
+    assert_eq!(stored_checkpoint(dir.path(), &namespace), 8);
     assert_eq!(
         transport
             .ready_messages(&all.name, QueueRole::Main)
@@ -493,27 +501,16 @@ async fn unpublished_categories_stay_in_the_store(
     assert_eq!(got[0].routing_key, "fulfillment.PaymentRequested");
     shutdown.trigger();
     relay.await.unwrap().unwrap();
-    assert_eq!(stored_checkpoint(dir.path(), namespace), 10);
+    assert_eq!(stored_checkpoint(dir.path(), &namespace), 10);
     store.shutdown().await.unwrap();
 }
 
 #[tokio::test]
 async fn events_of_unpublished_categories_are_not_published_and_the_checkpoint_moves_past_them() {
-    let namespace = Namespace::parse(&unique("relay-test")).unwrap();
-    cleaning_up(&namespace, &["all"], async {
-        let transport: SharedTransport =
-            Arc::new(amqp(&namespace, &unique("relay test unpublished")).await);
-        unpublished_categories_stay_in_the_store(Arc::clone(&transport), &namespace).await;
-        transport.close().await;
-    })
-    .await;
-
-    let namespace = Namespace::parse(&unique("relay-test")).unwrap();
-    let memory: SharedTransport = Arc::new(MemoryTransport::new(namespace.clone()));
-    unpublished_categories_stay_in_the_store(memory, &namespace).await;
+    on_both_transports(&["all"], unpublished_categories_stay_in_the_store).await;
 }
 
-async fn restart_resumes_from_the_checkpoint(transport: SharedTransport, namespace: &Namespace) {
+async fn restart_resumes_from_the_checkpoint(transport: SharedTransport, namespace: Namespace) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), StoreOptions::default())
         .await
@@ -527,7 +524,7 @@ async fn restart_resumes_from_the_checkpoint(transport: SharedTransport, namespa
     wait_for_checkpoint(&mut checkpoint, 100).await;
     shutdown.trigger();
     relay.await.unwrap().unwrap();
-    assert_eq!(stored_checkpoint(dir.path(), namespace), 100);
+    assert_eq!(stored_checkpoint(dir.path(), &namespace), 100);
 
     for i in 0..50 {
         append_one(&store, &format!("stock-{}", i % 3), "StockReserved").await;
@@ -537,7 +534,7 @@ async fn restart_resumes_from_the_checkpoint(transport: SharedTransport, namespa
     wait_for_checkpoint(&mut checkpoint, 150).await;
     shutdown.trigger();
     relay.await.unwrap().unwrap();
-    assert_eq!(stored_checkpoint(dir.path(), namespace), 150);
+    assert_eq!(stored_checkpoint(dir.path(), &namespace), 150);
 
     let mut consumer = transport.consumer(&all).await.unwrap();
     let got = consume_until(&mut consumer, |seen| seen.len() >= 150).await;
@@ -559,18 +556,7 @@ async fn restart_resumes_from_the_checkpoint(transport: SharedTransport, namespa
 
 #[tokio::test]
 async fn a_restarted_relay_resumes_from_its_checkpoint_without_publishing_confirmed_events_again() {
-    let namespace = Namespace::parse(&unique("relay-test")).unwrap();
-    cleaning_up(&namespace, &["all"], async {
-        let transport: SharedTransport =
-            Arc::new(amqp(&namespace, &unique("relay test restart")).await);
-        restart_resumes_from_the_checkpoint(Arc::clone(&transport), &namespace).await;
-        transport.close().await;
-    })
-    .await;
-
-    let namespace = Namespace::parse(&unique("relay-test")).unwrap();
-    let memory: SharedTransport = Arc::new(MemoryTransport::new(namespace.clone()));
-    restart_resumes_from_the_checkpoint(memory, &namespace).await;
+    on_both_transports(&["all"], restart_resumes_from_the_checkpoint).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -70,6 +70,30 @@ async fn projector_with_settings(
     (projector, source)
 }
 
+/// `GET /positions` waiting (30 s at most) for `stream` to reach `min_version`, in a task.
+fn spawn_position_wait(
+    app: &Router,
+    stream: &str,
+    min_version: u64,
+) -> tokio::task::JoinHandle<(StatusCode, Value)> {
+    let app = app.clone();
+    let path = format!("/positions?stream={stream}&min_version={min_version}&timeout_ms=30000");
+    tokio::spawn(async move { call(&app, "GET", &path, None).await })
+}
+
+/// Applies version 2 of order 1 (its shipment), after [`order_events`].
+async fn ship_order_1(projector: &Projector, source: &MemorySource) {
+    let mut more = workload::record(&[
+        placed(1, 1, &[("MUG", 1, 1000)], 0),
+        placed(2, 1, &[("TEA", 2, 500)], 1),
+        confirmed(1, 2),
+        shipped(1, 3),
+    ])
+    .unwrap();
+    source.push(more.remove(3));
+    projector.catch_up(None).await.unwrap();
+}
+
 fn order_events() -> Vec<domain::catalogue::DomainEvent> {
     vec![
         placed(1, 1, &[("MUG", 1, 1000)], 0),
@@ -159,28 +183,8 @@ async fn a_position_is_the_last_applied_version_and_a_query_can_wait_for_a_later
     assert_eq!(error["error"], "missing_stream");
 
     // A query waiting for version 2 is answered once it is applied.
-    let waiting = {
-        let app = app.clone();
-        let stream = stream.clone();
-        tokio::spawn(async move {
-            call(
-                &app,
-                "GET",
-                &format!("/positions?stream={stream}&min_version=2&timeout_ms=30000"),
-                None,
-            )
-            .await
-        })
-    };
-    let mut more = workload::record(&[
-        placed(1, 1, &[("MUG", 1, 1000)], 0),
-        placed(2, 1, &[("TEA", 2, 500)], 1),
-        confirmed(1, 2),
-        shipped(1, 3),
-    ])
-    .unwrap();
-    source.push(more.remove(3));
-    projector.catch_up(None).await.unwrap();
+    let waiting = spawn_position_wait(&app, &stream, 2);
+    ship_order_1(&projector, &source).await;
     let (status, body) = waiting.await.unwrap();
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["version"], 2);
@@ -206,19 +210,7 @@ async fn position_waits_past_the_bound_are_refused_at_once_and_a_freed_slot_is_t
         projector_with_settings(ProjectorName::Orders, &order_events(), settings).await;
     let app = router(Arc::clone(&projector));
     let stream = format!("order-{}", order_id(1));
-    let waiting = {
-        let app = app.clone();
-        let stream = stream.clone();
-        tokio::spawn(async move {
-            call(
-                &app,
-                "GET",
-                &format!("/positions?stream={stream}&min_version=2&timeout_ms=30000"),
-                None,
-            )
-            .await
-        })
-    };
+    let waiting = spawn_position_wait(&app, &stream, 2);
     // Once it holds the only slot, the next wait is refused at once.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while projector.waits().waiting() < 1 {
@@ -245,15 +237,7 @@ async fn position_waits_past_the_bound_are_refused_at_once_and_a_freed_slot_is_t
     );
 
     // The awaited version answers the wait and frees its slot.
-    let mut more = workload::record(&[
-        placed(1, 1, &[("MUG", 1, 1000)], 0),
-        placed(2, 1, &[("TEA", 2, 500)], 1),
-        confirmed(1, 2),
-        shipped(1, 3),
-    ])
-    .unwrap();
-    source.push(more.remove(3));
-    projector.catch_up(None).await.unwrap();
+    ship_order_1(&projector, &source).await;
     let (status, body) = tokio::time::timeout(Duration::from_secs(60), waiting)
         .await
         .expect("the wait answers")
@@ -344,19 +328,7 @@ async fn positions_come_from_the_view_alone_until_a_rebuild_leaves_old_streams_t
     // order) costs the store a read, not even while a long poll waits.
     let (_, body) = call(&app, "GET", &format!("/positions?stream={known}"), None).await;
     assert_eq!(version(body), json!(1));
-    let waiting = {
-        let app = app.clone();
-        let unknown = unknown.clone();
-        tokio::spawn(async move {
-            call(
-                &app,
-                "GET",
-                &format!("/positions?stream={unknown}&min_version=0&timeout_ms=30000"),
-                None,
-            )
-            .await
-        })
-    };
+    let waiting = spawn_position_wait(&app, &unknown, 0);
     // Commits of other streams wake the waiting poll: it looks again, locally.
     for event in history.by_ref().take(3) {
         memory.push(event);
