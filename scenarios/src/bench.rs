@@ -144,12 +144,11 @@ as = "e2e-${{index}}"
   settle = "{settle}s"
   poll = "50ms"
   poll_max = "1s"
-  status_query = 'query {{ order(id: "${{order_id}}", waitFor: [CONFIRMED, CANCELLED], waitMs: 5000) {{ status timeline {{ status at }} }} }}'
+  status_query = 'query BenchStatus($id: ID!) {{ order(id: $id, waitFor: [CONFIRMED, CANCELLED], waitMs: 5000) {{ status timeline {{ status at }} }} }}'
+  status_variables = {{ id = "${{order_id}}" }}
   timeline_path = "order.timeline"
-  order = '''
-mutation {{
-  placeOrder(input: {{lines: [{{sku: "${{sku}}", quantity: 1}}], paymentToken: "tok_visa", shippingAddress: "${{n}} Bench Road"}}) {{ id }}
-}}'''
+  order = 'mutation BenchOrder($input: PlaceOrderInput!) {{ placeOrder(input: $input) {{ id }} }}'
+  order_variables = {{ input = {{ lines = [{{ sku = "${{sku}}", quantity = 1 }}], paymentToken = "tok_visa", shippingAddress = "${{n}} Bench Road" }} }}
   order_id = "placeOrder.id"
 "#,
         stock = orders * 2 + 10,

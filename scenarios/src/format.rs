@@ -136,7 +136,7 @@ pub enum StepKind {
     /// A loop over nested steps.
     Block(Block),
     /// A stream of orders at a fixed rate.
-    Load(LoadSpec),
+    Load(Box<LoadSpec>),
     /// A `shop` subcommand run against the target.
     Shop {
         /// The arguments after `shop` (may contain `${..}`).
@@ -185,10 +185,16 @@ pub struct LoadSpec {
     pub before: Option<String>,
     /// The timed mutation; `${n}` is the order's number.
     pub order: String,
+    /// The mutation's GraphQL variables (strings may contain `${..}`): a
+    /// fixed document with variables is what a client app sends, and what
+    /// the query API's parsed-document cache serves.
+    pub order_variables: Value,
     /// Where the order id is in the mutation's result.
     pub order_id: String,
     /// The query polled for the status; `${order_id}` is the order's id.
     pub status_query: String,
+    /// The status query's GraphQL variables (strings may contain `${..}`).
+    pub status_variables: Value,
     /// Where the status is in that query's result.
     pub status_path: String,
     /// The status that ends the clock.
@@ -329,8 +335,10 @@ struct RawLoad {
     customers: Option<u32>,
     before: Option<String>,
     order: String,
+    order_variables: Option<Value>,
     order_id: String,
     status_query: Option<String>,
+    status_variables: Option<Value>,
     status_path: Option<String>,
     confirmed: Option<String>,
     cancelled: Option<Vec<String>>,
@@ -444,6 +452,8 @@ fn walk_steps(steps: &[Step], defined: &mut BTreeSet<String>, used: &mut BTreeSe
                 texts.extend(load.before.as_deref());
                 texts.push(&load.order);
                 texts.push(&load.status_query);
+                used_in_value(&load.order_variables, used);
+                used_in_value(&load.status_variables, used);
             }
             StepKind::Shop { args, .. } => texts.extend(args.iter().map(String::as_str)),
             StepKind::Check => {}
@@ -629,7 +639,7 @@ fn convert_step(raw: RawStep, number: &str, file: &Path) -> Result<Step, String>
                     .map_err(|e| e.to_string())?,
             })
         }
-        "load" => StepKind::Load(convert_load(raw.load.ok_or("missing load")?)?),
+        "load" => StepKind::Load(Box::new(convert_load(raw.load.ok_or("missing load")?)?)),
         "shop" => {
             let args = raw.shop.unwrap_or_default();
             if args.is_empty() {
@@ -691,24 +701,43 @@ fn convert_load(raw: RawLoad) -> Result<LoadSpec, String> {
     let cancelled = raw
         .cancelled
         .unwrap_or_else(|| vec!["CANCELLED".to_owned()]);
+    let table = |variables: Option<Value>, field: &str| match variables {
+        None => Ok(Value::Object(Default::default())),
+        Some(table @ Value::Object(_)) => Ok(table),
+        Some(_) => Err(format!("load `{field}` must be a table")),
+    };
+    let order_variables = table(raw.order_variables, "order_variables")?;
+    let (status_query, status_variables) = match raw.status_query {
+        Some(query) => (query, table(raw.status_variables, "status_variables")?),
+        None => {
+            if raw.status_variables.is_some() {
+                return Err("load `status_variables` needs a `status_query`".into());
+            }
+            // One request that the query API holds until the status is final
+            // for the clock; one document for every order.
+            let statuses = std::iter::once(&confirmed)
+                .chain(&cancelled)
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(", ");
+            (
+                format!(
+                    "query LoadStatus($id: ID!) {{ order(id: $id, waitFor: [{statuses}], waitMs: {DEFAULT_STATUS_WAIT_MS}) {{ status }} }}"
+                ),
+                serde_json::json!({ "id": "${order_id}" }),
+            )
+        }
+    };
     Ok(LoadSpec {
         rate: raw.rate,
         duration,
         customers,
         before: raw.before,
         order: raw.order,
+        order_variables,
         order_id: raw.order_id,
-        status_query: raw.status_query.unwrap_or_else(|| {
-            // One request that the query API holds until the status is final for the clock.
-            let statuses = std::iter::once(&confirmed)
-                .chain(&cancelled)
-                .map(String::as_str)
-                .collect::<Vec<_>>()
-                .join(", ");
-            format!(
-                r#"query {{ order(id: "${{order_id}}", waitFor: [{statuses}], waitMs: {DEFAULT_STATUS_WAIT_MS}) {{ status }} }}"#
-            )
-        }),
+        status_query,
+        status_variables,
         status_path: raw.status_path.unwrap_or_else(|| "order.status".to_owned()),
         confirmed,
         cancelled,
@@ -924,6 +953,60 @@ expect = [{ path = "status", count = "${expected}" }]
                 .collect::<Vec<_>>(),
             vec!["expected".to_owned(), "typo".to_owned()]
         );
+    }
+
+    #[test]
+    fn a_load_sends_fixed_documents_with_variables() {
+        let scenario = parse(
+            r#"
+[[step]]
+  [step.load]
+  rate = 5
+  duration = "1s"
+  order = 'mutation O($input: PlaceOrderInput!) { placeOrder(input: $input) { id } }'
+  order_variables = { input = { lines = [{ sku = "${sku}", quantity = 1 }] } }
+  order_id = "placeOrder.id"
+"#,
+        )
+        .unwrap();
+        let StepKind::Load(load) = &scenario.steps[0].kind else {
+            panic!("a load step");
+        };
+        assert_eq!(load.order_variables["input"]["lines"][0]["quantity"], 1);
+        // The default status query is one document; the order id is a variable.
+        assert!(load.status_query.contains("order(id: $id"));
+        assert!(!load.status_query.contains("${"));
+        assert_eq!(
+            load.status_variables,
+            serde_json::json!({"id": "${order_id}"})
+        );
+        // `sku` is used in the variables and set nowhere; `order_id` and `n` are the load's own.
+        assert_eq!(
+            scenario
+                .undefined_variables()
+                .into_iter()
+                .collect::<Vec<_>>(),
+            vec!["sku".to_owned()]
+        );
+
+        let load = |extra: &str| {
+            parse(&format!(
+                "[[step]]\n[step.load]\nrate = 1\nduration = \"1s\"\norder = \"m\"\norder_id = \"x\"\n{extra}\n"
+            ))
+        };
+        let err = load("order_variables = 3").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("`order_variables` must be a table"),
+            "{err}"
+        );
+        let err = load("status_variables = { id = \"1\" }").unwrap_err();
+        assert!(err.to_string().contains("needs a `status_query`"), "{err}");
+        let ok = load("status_query = \"q\"\nstatus_variables = { id = \"${order_id}\" }").unwrap();
+        let StepKind::Load(spec) = &ok.steps[0].kind else {
+            panic!("a load step");
+        };
+        assert_eq!(spec.status_query, "q");
     }
 
     #[test]

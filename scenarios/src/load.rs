@@ -223,14 +223,18 @@ impl OrderJob {
         }
     }
 
-    async fn call(&self, document: &str) -> Result<Value, String> {
+    async fn call(&self, document: &str, variables: &Value) -> Result<Value, String> {
         let document = self
             .vars
             .interpolate_str(document)
             .map_err(|e| e.to_string())?;
+        let variables = self
+            .vars
+            .interpolate(variables)
+            .map_err(|e| e.to_string())?;
         let response = self
             .client
-            .execute(&document, &json!({}), self.session.token.as_deref())
+            .execute(&document, &variables, self.session.token.as_deref())
             .await
             .map_err(|e| e.to_string())?;
         match response.errors.first() {
@@ -241,11 +245,13 @@ impl OrderJob {
 
     async fn follow(mut self) -> Result<Outcome, String> {
         if let Some(before) = &self.spec.before {
-            self.call(before).await?;
+            self.call(before, &json!({})).await?;
         }
         let sent = Instant::now();
         let sent_wall = chrono::Utc::now();
-        let data = self.call(&self.spec.order).await?;
+        let data = self
+            .call(&self.spec.order, &self.spec.order_variables)
+            .await?;
         let order_id = lookup(&data, &self.spec.order_id)
             .ok_or_else(|| format!("no order id at {:?} in {data}", self.spec.order_id))?;
         let placed_at = self.start.elapsed();
@@ -253,7 +259,10 @@ impl OrderJob {
         let deadline = sent + self.spec.settle;
         loop {
             // A status the view does not know yet reads as an error; keep polling.
-            if let Ok(data) = self.call(&self.spec.status_query).await {
+            if let Ok(data) = self
+                .call(&self.spec.status_query, &self.spec.status_variables)
+                .await
+            {
                 let status = lookup(&data, &self.spec.status_path);
                 let status = status.as_ref().and_then(Value::as_str);
                 if status == Some(self.spec.confirmed.as_str()) {

@@ -6,6 +6,8 @@
 //! `placeOrder` (one unit of one SKU; confirmed while stock lasts, else
 //! cancelled), `order` (unknown on the first read, as a lagging view would
 //! be; then `PLACED`; then the final status) and `cancelOrder` (always refused).
+//! The order's id and the SKU may also come as variables (`$id`; `$input`
+//! with `lines`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -125,7 +127,13 @@ async fn graphql(
         return Json(json!({"data": {"inventory": {"available": available, "reserved": 0}}}));
     }
     if query.contains("placeOrder(") {
-        let sku = arg(&query, "sku").unwrap_or_default();
+        let sku = arg(&query, "sku")
+            .or_else(|| {
+                body["variables"]["input"]["lines"][0]["sku"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default();
         let stock = state.stock.entry(sku).or_default();
         let status = if *stock > 0 {
             *stock -= 1;
@@ -141,7 +149,9 @@ async fn graphql(
         return error("CONFLICT", "the order has already shipped");
     }
     if query.contains("order(") {
-        let id = arg(&query, "id").unwrap_or_default();
+        let id = arg(&query, "id")
+            .or_else(|| body["variables"]["id"].as_str().map(str::to_owned))
+            .unwrap_or_default();
         let Some((status, reads)) = state.orders.get_mut(&id) else {
             return error("NOT_FOUND", "no such order");
         };

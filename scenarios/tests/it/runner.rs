@@ -392,7 +392,7 @@ graphql = 'mutation { restock(sku: "${sku}", quantity: 1000) { id } }'
 [[step]]
 name = "50 orders/s"
 as = "shopper-${index}"
-load = { rate = 50, duration = "400ms", customers = 4, poll = "1ms", order = 'mutation { placeOrder(input: {lines: [{sku: "${sku}", quantity: 1}], paymentToken: "tok_visa", shippingAddress: "n ${n}"}) { id } }', order_id = "placeOrder.id" }
+load = { rate = 50, duration = "400ms", customers = 4, poll = "1ms", order = 'mutation O($input: PlaceOrderInput!) { placeOrder(input: $input) { id } }', order_variables = { input = { lines = [{ sku = "${sku}", quantity = 1 }], paymentToken = "tok_visa", shippingAddress = "n ${n}" } }, order_id = "placeOrder.id" }
 expect = [
   { path = "orders", equals = 20 },
   { path = "confirmed", equals = 20 },
