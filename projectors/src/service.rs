@@ -62,10 +62,11 @@ pub struct ProjectorConfig {
     #[arg(long, env = "SHOP_BROKER", value_enum, default_value_t = Broker::Amqp)]
     pub broker: Broker,
     /// Unacknowledged deliveries the broker may hand out at once.
-    #[arg(long, env = "SHOP_PROJECTOR_PREFETCH", default_value_t = 1000)]
+    #[arg(long, env = "SHOP_PROJECTOR_PREFETCH", default_value_t = RuntimeSettings::default().prefetch)]
     pub prefetch: u16,
-    /// The most deliveries applied in one sled batch.
-    #[arg(long, env = "SHOP_PROJECTOR_BATCH", default_value_t = 1000)]
+    /// The most deliveries applied in one sled batch (half the prefetch by
+    /// default: while one batch is written, the broker sends the next).
+    #[arg(long, env = "SHOP_PROJECTOR_BATCH", default_value_t = RuntimeSettings::default().batch)]
     pub batch: usize,
     /// Deliveries of a poison message before it is dead-lettered (at most the
     /// queue's delivery limit, 5).
@@ -90,8 +91,8 @@ impl Default for ProjectorConfig {
             amqp: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
             namespace: "shop".into(),
             broker: Broker::Amqp,
-            prefetch: 1000,
-            batch: 1000,
+            prefetch: RuntimeSettings::default().prefetch,
+            batch: RuntimeSettings::default().batch,
             max_attempts: 3,
             cache_mb: 8,
             max_waits: service_runtime::waits::WaitSlots::DEFAULT,
@@ -417,4 +418,32 @@ pub async fn run_all(
         .await?
         .wait()
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: ProjectorConfig,
+    }
+
+    #[test]
+    fn the_flags_defaults_are_the_runtimes_and_the_configs() {
+        let flags = Cli::try_parse_from(["projector"]).unwrap().config;
+        let defaults = RuntimeSettings::default();
+        for config in [&flags, &ProjectorConfig::default()] {
+            let settings = config.settings();
+            assert_eq!(settings.prefetch, defaults.prefetch);
+            assert_eq!(settings.batch, defaults.batch);
+            assert!(settings.batch < usize::from(settings.prefetch));
+            assert_eq!(settings.max_waits, defaults.max_waits);
+            assert_eq!(settings.cache_bytes, defaults.cache_bytes);
+            assert_eq!(settings.max_attempts, defaults.max_attempts);
+        }
+    }
 }
