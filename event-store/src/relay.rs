@@ -18,8 +18,9 @@
 //!
 //! An event no queue is bound for is returned by the broker and then
 //! confirmed: no consumer wants that event type, so the relay counts it in
-//! [`metric::UNROUTABLE`] and moves on (docs/adr/0005). A consumer declared later catches up from the store when
-//! it starts, so nothing is lost by not holding the relay for it.
+//! [`metric::UNROUTABLE`] and moves on (docs/adr/0005). A consumer declared
+//! later catches up from the store when it starts, so nothing is lost by not
+//! holding the relay for it.
 //!
 //! Events of the [`RelayOptions::unpublished`] categories (by default
 //! [`domain::catalogue::UNPUBLISHED_CATEGORIES`], the saga's own record) are

@@ -99,6 +99,19 @@ pub struct EventStoreConfig {
 pub const DEFAULT_INDEX_CACHE_MB: u64 = 32;
 
 impl EventStoreConfig {
+    /// The relay's options from these flags (`--unpublished ''` is none).
+    pub fn relay_options(&self) -> crate::relay::RelayOptions {
+        crate::relay::RelayOptions {
+            unpublished: self
+                .unpublished
+                .iter()
+                .filter(|category| !category.is_empty())
+                .cloned()
+                .collect(),
+            ..Default::default()
+        }
+    }
+
     /// A configuration for tests and benchmarks: the given data directory, a
     /// loopback port chosen by the OS, no relay.
     pub fn for_data_dir(data: impl Into<PathBuf>) -> Self {
@@ -258,20 +271,11 @@ pub async fn start(
     if let (false, Some(amqp)) = (config.no_relay, &config.amqp) {
         let namespace = messaging::Namespace::parse(&config.namespace)
             .context("invalid --namespace for the relay")?;
-        let options = crate::relay::RelayOptions {
-            unpublished: config
-                .unpublished
-                .iter()
-                .filter(|category| !category.is_empty())
-                .cloned()
-                .collect(),
-            ..Default::default()
-        };
         let relay = crate::relay::run_amqp_relay(
             store.clone(),
             amqp.clone(),
             namespace,
-            options,
+            config.relay_options(),
             shutdown.clone(),
         );
         background.push(("relay", tokio::spawn(relay)));
@@ -789,6 +793,40 @@ async fn info(State(state): State<ServerState>) -> Json<StoreInfo> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_saga_events_are_unpublished_unless_the_flag_says_otherwise() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            config: EventStoreConfig,
+        }
+        let unpublished = |args: &[&str]| {
+            let argv = std::iter::once("event-store").chain(args.iter().copied());
+            Cli::try_parse_from(argv)
+                .unwrap()
+                .config
+                .relay_options()
+                .unpublished
+        };
+        assert_eq!(unpublished(&[]), ["fulfillment"]);
+        assert_eq!(
+            unpublished(&[]),
+            crate::relay::RelayOptions::default().unpublished
+        );
+        assert_eq!(
+            EventStoreConfig::for_data_dir("d")
+                .relay_options()
+                .unpublished,
+            ["fulfillment"]
+        );
+        assert!(unpublished(&["--unpublished", ""]).is_empty());
+        assert_eq!(
+            unpublished(&["--unpublished", "fulfillment,stock"]),
+            ["fulfillment", "stock"]
+        );
+    }
 
     #[test]
     fn urls_are_logged_without_their_password() {
