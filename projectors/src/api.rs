@@ -21,7 +21,7 @@ use service_runtime::{
 
 use crate::{
     name::ProjectorName,
-    runtime::{Projector, ReplayProgress},
+    runtime::{Projector, ReplayProgress, RuntimeError},
     views,
 };
 
@@ -178,21 +178,13 @@ async fn position(
         );
     };
     let wait = Duration::from_millis(query.timeout_ms.unwrap_or(0)).min(MAX_WAIT);
-    let mut version = projector
-        .position(&stream, query.min_version, Duration::ZERO)
+    let version = projector
+        .position(&stream, query.min_version, wait)
         .await
-        .map_err(internal)?;
-    let reached = query
-        .min_version
-        .is_none_or(|wanted| version.is_some_and(|v| v >= wanted));
-    if !reached && !wait.is_zero() {
-        // Only a request that really waits takes one of the bounded slots.
-        let _slot = projector.waits().enter()?;
-        version = projector
-            .position(&stream, query.min_version, wait)
-            .await
-            .map_err(internal)?;
-    }
+        .map_err(|error| match error {
+            RuntimeError::TooManyWaits(refused) => ApiError::from(refused),
+            other => internal(other),
+        })?;
     Ok(Json(json!({ "stream": stream, "version": version })))
 }
 

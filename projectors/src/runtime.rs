@@ -31,7 +31,7 @@ use messaging::{
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 use service_runtime::shutdown::Shutdown;
-use service_runtime::waits::WaitSlots;
+use service_runtime::waits::{TooManyWaits, WaitSlot, WaitSlots};
 use tokio::{sync::watch, task::JoinHandle};
 use uuid::Uuid;
 
@@ -120,6 +120,9 @@ pub enum RuntimeError {
     /// A blocking task panicked or was cancelled.
     #[error("a blocking task failed: {0}")]
     Task(String),
+    /// A position query would wait, and every wait slot is taken.
+    #[error(transparent)]
+    TooManyWaits(#[from] TooManyWaits),
 }
 
 /// What `GET /status` says.
@@ -649,7 +652,8 @@ impl Projector {
     }
 
     /// The last applied version of a stream, waiting up to `wait` for it to
-    /// reach `at_least`.
+    /// reach `at_least`. Only a query that has to wait takes one of the
+    /// bounded wait slots; with none free it is refused at once.
     pub async fn position(
         &self,
         stream: &str,
@@ -658,14 +662,18 @@ impl Projector {
     ) -> Result<Option<u64>, RuntimeError> {
         let mut commits = self.commits();
         let deadline = tokio::time::Instant::now() + wait;
+        let mut slot: Option<WaitSlot> = None;
         loop {
             let version = self.known_position(stream).await?;
             let reached = match at_least {
                 None => true,
                 Some(wanted) => version.is_some_and(|v| v >= wanted),
             };
-            if reached {
+            if reached || wait.is_zero() {
                 return Ok(version);
+            }
+            if slot.is_none() {
+                slot = Some(self.waits.enter()?);
             }
             match tokio::time::timeout_at(deadline, commits.changed()).await {
                 Ok(Ok(())) => {}

@@ -30,6 +30,25 @@ pub struct WaitSlot {
     _permit: OwnedSemaphorePermit,
 }
 
+/// Every slot is taken; answered as 503 `too_many_waits`.
+#[derive(Debug, thiserror::Error)]
+#[error("{max} requests are waiting already, the most this server holds; ask again later or without a wait")]
+pub struct TooManyWaits {
+    /// The bound.
+    pub max: usize,
+}
+
+impl From<TooManyWaits> for ApiError {
+    fn from(refused: TooManyWaits) -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_waits",
+            refused.to_string(),
+        )
+        .with("retry_after_ms", RETRY_AFTER_MS)
+    }
+}
+
 impl WaitSlots {
     /// The default bound of every server.
     pub const DEFAULT: usize = 1024;
@@ -53,22 +72,13 @@ impl WaitSlots {
         self.max - self.semaphore.available_permits()
     }
 
-    /// A slot for one long poll, or 503 `too_many_waits` when all are taken.
-    pub fn enter(&self) -> Result<WaitSlot, ApiError> {
+    /// A slot for one long poll, or [`TooManyWaits`] when all are taken.
+    pub fn enter(&self) -> Result<WaitSlot, TooManyWaits> {
         match Arc::clone(&self.semaphore).try_acquire_owned() {
             Ok(permit) => Ok(WaitSlot { _permit: permit }),
             Err(_) => {
                 ::metrics::counter!("long_polls_refused_total").increment(1);
-                Err(ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "too_many_waits",
-                    format!(
-                        "{} requests are waiting already, the most this server holds; \
-                         ask again later or without a wait",
-                        self.max
-                    ),
-                )
-                .with("retry_after_ms", RETRY_AFTER_MS))
+                Err(TooManyWaits { max: self.max })
             }
         }
     }
@@ -90,7 +100,7 @@ mod tests {
         let first = slots.enter().unwrap();
         let second = slots.clone().enter().unwrap();
         assert_eq!(slots.waiting(), 2);
-        let refused = slots.enter().unwrap_err();
+        let refused = ApiError::from(slots.enter().unwrap_err());
         assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(refused.code, "too_many_waits");
         assert_eq!(refused.extra["retry_after_ms"], RETRY_AFTER_MS);
