@@ -248,8 +248,55 @@ enum Handled {
 /// What the consumer loop woke up for.
 enum Next {
     Stop,
-    Done((DeliveryTag, Handled)),
+    Done(Finished),
     Batch(Result<Vec<Delivery>, messaging::TransportError>),
+}
+
+/// A handler task's report: how its delivery ended, and which chain it was.
+struct Finished {
+    tag: DeliveryTag,
+    handled: Handled,
+    order: OrderId,
+    chain: u64,
+}
+
+/// The last handler task of each order with a delivery in flight: the next
+/// delivery of that order waits for it. An order's entry is dropped as soon
+/// as its last task reports, because a finished task's memory (its whole
+/// future) lives until its handle is dropped; keeping the handles of every
+/// order seen cost the saga ~10 KB per order.
+#[derive(Default)]
+struct Chains {
+    last: HashMap<OrderId, (u64, JoinHandle<()>)>,
+    next_id: u64,
+}
+
+impl Chains {
+    /// Takes the order's last task (to be awaited by the next) and numbers the next one.
+    fn take(&mut self, order: OrderId) -> (Option<JoinHandle<()>>, u64) {
+        let id = self.next_id;
+        self.next_id += 1;
+        (self.last.remove(&order).map(|(_, handle)| handle), id)
+    }
+
+    fn put(&mut self, order: OrderId, id: u64, handle: JoinHandle<()>) {
+        self.last.insert(order, (id, handle));
+    }
+
+    /// Forgets the order's chain if `id` is still its last task.
+    fn finished(&mut self, order: OrderId, id: u64) {
+        if self.last.get(&order).is_some_and(|(last, _)| *last == id) {
+            self.last.remove(&order);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.last.len()
+    }
+
+    fn drain(&mut self) -> impl Iterator<Item = JoinHandle<()>> + '_ {
+        self.last.drain().map(|(_, (_, handle))| handle)
+    }
 }
 
 /// Deliveries handed out and not yet acknowledged, in tag order; the
@@ -329,9 +376,9 @@ impl Saga {
         mut consumer: Box<dyn messaging::Consumer>,
         max_batch: usize,
     ) -> anyhow::Result<()> {
-        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(DeliveryTag, Handled)>();
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Finished>();
         let mut window = AckWindow::default();
-        let mut chains: HashMap<OrderId, JoinHandle<()>> = HashMap::new();
+        let mut chains = Chains::default();
         loop {
             let next = tokio::select! {
                 biased;
@@ -341,13 +388,14 @@ impl Saga {
             };
             match next {
                 Next::Stop => break,
-                Next::Done((tag, handled)) => {
-                    self.complete(&mut window, consumer.as_mut(), tag, handled)
+                Next::Done(finished) => {
+                    self.complete(&mut window, consumer.as_mut(), &mut chains, finished)
                         .await;
-                    while let Ok((tag, handled)) = done_rx.try_recv() {
-                        self.complete(&mut window, consumer.as_mut(), tag, handled)
+                    while let Ok(finished) = done_rx.try_recv() {
+                        self.complete(&mut window, consumer.as_mut(), &mut chains, finished)
                             .await;
                     }
+                    metrics::gauge!("saga_orders_in_flight").set(chains.len() as f64);
                     window.acknowledge(consumer.as_mut()).await;
                 }
                 Next::Batch(Err(error)) => {
@@ -373,11 +421,12 @@ impl Saga {
         }
         // Let the handlers notice the shutdown, then acknowledge what they finished.
         drop(done_tx);
-        for (_, chain) in chains.drain() {
+        let pending: Vec<JoinHandle<()>> = chains.drain().collect();
+        for chain in pending {
             let _ = chain.await;
         }
-        while let Some((tag, handled)) = done_rx.recv().await {
-            self.complete(&mut window, consumer.as_mut(), tag, handled)
+        while let Some(finished) = done_rx.recv().await {
+            self.complete(&mut window, consumer.as_mut(), &mut chains, finished)
                 .await;
         }
         window.acknowledge(consumer.as_mut()).await;
@@ -391,8 +440,8 @@ impl Saga {
         batch: Vec<Delivery>,
         window: &mut AckWindow,
         consumer: &mut dyn messaging::Consumer,
-        chains: &mut HashMap<OrderId, JoinHandle<()>>,
-        done: &mpsc::UnboundedSender<(DeliveryTag, Handled)>,
+        chains: &mut Chains,
+        done: &mpsc::UnboundedSender<Finished>,
     ) {
         let mut readable = Vec::with_capacity(batch.len());
         for delivery in batch {
@@ -423,7 +472,7 @@ impl Saga {
                 window.finish(tag);
                 continue;
             };
-            let previous = chains.remove(&order_id);
+            let (previous, id) = chains.take(order_id);
             let this = Arc::clone(self);
             let done = done.clone();
             let chain = tokio::spawn(async move {
@@ -434,12 +483,14 @@ impl Saga {
                     Ok(handled) => handled,
                     Err(ShuttingDown) => Handled::Stopped,
                 };
-                let _ = done.send((tag, handled));
+                let _ = done.send(Finished {
+                    tag,
+                    handled,
+                    order: order_id,
+                    chain: id,
+                });
             });
-            chains.insert(order_id, chain);
-        }
-        if chains.len() > 10_000 {
-            chains.retain(|_, chain| !chain.is_finished());
+            chains.put(order_id, id, chain);
         }
     }
 
@@ -447,9 +498,16 @@ impl Saga {
         &self,
         window: &mut AckWindow,
         consumer: &mut dyn messaging::Consumer,
-        tag: DeliveryTag,
-        handled: Handled,
+        chains: &mut Chains,
+        finished: Finished,
     ) {
+        let Finished {
+            tag,
+            handled,
+            order,
+            chain,
+        } = finished;
+        chains.finished(order, chain);
         match handled {
             Handled::Done => {
                 metrics::counter!("saga_events_total").increment(1);
@@ -667,5 +725,33 @@ mod tests {
                 "the saga binds {binding}, which only the store holds (docs/adr/0012)"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn an_orders_chain_is_forgotten_when_its_last_task_reports_and_kept_while_a_later_one_runs(
+    ) {
+        let mut chains = super::Chains::default();
+        let order = domain::values::OrderId::from_uuid(uuid::Uuid::from_u128(7));
+        let (previous, first) = chains.take(order);
+        assert!(previous.is_none());
+        chains.put(order, first, tokio::spawn(async {}));
+        let (previous, second) = chains.take(order);
+        let previous = previous.expect("the second delivery waits for the first");
+        chains.put(
+            order,
+            second,
+            tokio::spawn(async move {
+                let _ = previous.await;
+            }),
+        );
+        // The first task's report comes after the second was chained behind it.
+        chains.finished(order, first);
+        assert_eq!(chains.len(), 1, "the second task is still the order's last");
+        chains.finished(order, second);
+        assert_eq!(
+            chains.len(),
+            0,
+            "nothing is kept once the last task reported"
+        );
     }
 }
