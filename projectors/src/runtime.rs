@@ -387,39 +387,48 @@ impl Projector {
         Ok(())
     }
 
-    /// Reads the store from the applied position to its head and applies
-    /// what it finds (at least `limit` events if there are that many;
-    /// `None`: all). Returns how many events were read.
+    /// Reads the store from the swept position to its head and applies
+    /// what it finds (covering at least `limit` positions of the log if
+    /// there are that many; `None`: all). Returns how many positions of the
+    /// log it covered.
     pub async fn catch_up(&self, limit: Option<u64>) -> Result<u64, RuntimeError> {
-        let mut read = 0u64;
+        let mut covered = 0u64;
         loop {
-            if limit.is_some_and(|limit| read >= limit) {
-                return Ok(read);
+            if limit.is_some_and(|limit| covered >= limit) {
+                return Ok(covered);
             }
             let _guard = self.commit_lock.lock().await;
             let step = self.catch_up_step(&self.db()).await?;
             if step == 0 {
-                return Ok(read);
+                return Ok(covered);
             }
-            read += step;
+            covered += step;
         }
     }
 
-    /// One catch-up batch into `db`: returns how many events were read.
-    /// The caller holds the commit lock.
+    /// One catch-up batch into `db`: returns how many positions of the log
+    /// it covered. Only the view's own categories are read (the store's
+    /// category index), so a view that reads a few categories does not
+    /// fetch the whole log to move its swept position. The caller holds the
+    /// commit lock.
     async fn catch_up_step(&self, db: &Arc<ViewDb>) -> Result<u64, RuntimeError> {
         // From the swept position: events the broker delivered past it are
         // read again and skipped as duplicates, and the swept position
         // moves over them.
         let from = db.meta()?.swept_position.map_or(0, |p| p + 1);
-        let events = self
-            .source
-            .read_all(from, CATCH_UP_BATCH)
-            .await
-            .map_err(ApplyError::from)?;
-        if events.is_empty() {
+        let head = self.source.head().await.map_err(ApplyError::from)?;
+        if head <= from {
             return Ok(0);
         }
+        let read = self
+            .source
+            .read_categories(self.projection().categories(), from, head, CATCH_UP_BATCH)
+            .await
+            .map_err(ApplyError::from)?;
+        if read.complete_below <= from {
+            return Ok(0);
+        }
+        let events = read.events;
         let mut tx = self.begin(db)?;
         let mut skipped = 0u64;
         for event in &events {
@@ -439,9 +448,11 @@ impl Projector {
                 );
             }
         }
-        if let Some(last) = events.last() {
-            tx.set_swept(last.position);
-        }
+        // Every position below the read's end was applied or is of a
+        // category this view ignores (which a read of the whole log would
+        // have noted too).
+        tx.note_position(read.complete_below - 1);
+        tx.set_swept(read.complete_below - 1);
         let applied = tx.events();
         let newest = events.last().map(|e| e.recorded_at);
         let commit_db = Arc::clone(db);
@@ -453,7 +464,7 @@ impl Projector {
         .await?;
         *self.carry.lock() = carry;
         self.after_commit(applied, skipped, newest);
-        Ok(events.len() as u64)
+        Ok(read.complete_below - from)
     }
 
     /// A transaction on `db`, starting from what the last one held. The

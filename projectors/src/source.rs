@@ -26,6 +26,41 @@ pub enum SourceError {
     },
 }
 
+/// What [`EventSource::read_categories`] found.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct CategoryRead {
+    /// The events of the categories asked for, from the position asked for
+    /// and below `complete_below`, in log order.
+    pub events: Vec<RecordedEvent>,
+    /// Every event of those categories below this position (and at or after
+    /// the one asked for) is in `events`: the read covered the log up to here.
+    pub complete_below: u64,
+}
+
+impl CategoryRead {
+    /// Merges per-category reads (each in log order, each at most `limit`
+    /// events, each of events below the head the store read them at) into
+    /// one read that is complete below `until`, or below the first event a
+    /// category read may have stopped short of.
+    pub fn merge(reads: Vec<Vec<RecordedEvent>>, until: u64, limit: usize) -> Self {
+        let complete_below = reads
+            .iter()
+            .filter(|events| events.len() >= limit)
+            .filter_map(|events| events.last().map(|last| last.position + 1))
+            .fold(until, u64::min);
+        let mut events: Vec<RecordedEvent> = reads
+            .into_iter()
+            .flatten()
+            .filter(|event| event.position < complete_below)
+            .collect();
+        events.sort_by_key(|event| event.position);
+        Self {
+            events,
+            complete_below,
+        }
+    }
+}
+
 /// Reads the event store.
 #[async_trait]
 pub trait EventSource: Send + Sync + fmt::Debug {
@@ -46,6 +81,37 @@ pub trait EventSource: Send + Sync + fmt::Debug {
         from: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, SourceError>;
+
+    /// The events of `categories` from global position `from` and below
+    /// `until` (at most about `limit` per category), in log order, and how
+    /// far the read is complete. This default reads the whole log and
+    /// filters it; a store with a category index answers from the index, so
+    /// that only the events asked for are read and sent.
+    async fn read_categories(
+        &self,
+        categories: &[&str],
+        from: u64,
+        until: u64,
+        limit: usize,
+    ) -> Result<CategoryRead, SourceError> {
+        let wanted = usize::try_from(until.saturating_sub(from))
+            .unwrap_or(usize::MAX)
+            .min(limit);
+        let events = self.read_all(from, wanted).await?;
+        let complete_below = events
+            .last()
+            .map_or(from, |last| last.position + 1)
+            .min(until);
+        Ok(CategoryRead {
+            events: events
+                .into_iter()
+                .filter(|event| {
+                    event.position < complete_below && categories.contains(&event.category())
+                })
+                .collect(),
+            complete_below,
+        })
+    }
 }
 
 /// A shared event source.
@@ -183,6 +249,25 @@ impl EventSource for HttpSource {
             Err(error) => Err(from_client_error(error)),
         }
     }
+
+    async fn read_categories(
+        &self,
+        categories: &[&str],
+        from: u64,
+        until: u64,
+        limit: usize,
+    ) -> Result<CategoryRead, SourceError> {
+        let mut reads = Vec::with_capacity(categories.len());
+        for category in categories {
+            reads.push(
+                self.client
+                    .read_category(category, from, limit)
+                    .await
+                    .map_err(from_client_error)?,
+            );
+        }
+        Ok(CategoryRead::merge(reads, until, limit))
+    }
 }
 
 /// An event store opened in this process (`shop dev`, offline replay, tests).
@@ -247,6 +332,25 @@ impl EventSource for StoreSource {
             Err(event_store::ReadError::StreamNotFound { .. }) => Ok(Vec::new()),
             Err(error) => Err(from_read_error(error)),
         }
+    }
+
+    async fn read_categories(
+        &self,
+        categories: &[&str],
+        from: u64,
+        until: u64,
+        limit: usize,
+    ) -> Result<CategoryRead, SourceError> {
+        let mut reads = Vec::with_capacity(categories.len());
+        for category in categories {
+            reads.push(
+                self.store
+                    .read_category(category, from, limit)
+                    .await
+                    .map_err(from_read_error)?,
+            );
+        }
+        Ok(CategoryRead::merge(reads, until, limit))
     }
 }
 

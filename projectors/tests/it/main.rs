@@ -6,5 +6,6 @@ mod bench;
 mod exactly_once;
 mod rabbitmq;
 mod replay;
+mod source;
 mod support;
 mod views;

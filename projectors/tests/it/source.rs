@@ -1,0 +1,248 @@
+//! Reading a view's categories from a real event store (files in a temp
+//! dir): the store's category index gives what filtering the whole log
+//! gives, and a projector catching up reads only its own categories.
+
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc,
+};
+
+use async_trait::async_trait;
+use domain::envelope::RecordedEvent;
+use event_store::{Store, StoreOptions};
+use projectors::{
+    digest::digest,
+    layout::ViewDir,
+    replay::store_dir,
+    runtime::{Projector, RuntimeSettings},
+    source::{CategoryRead, EventSource, MemorySource, SourceError, StoreSource},
+    viewdb::ViewDb,
+    workload::{self, WorkloadOptions},
+    ProjectorName,
+};
+use uuid::Uuid;
+
+use crate::support::fold_into;
+
+/// A small catalogue and few customers, so that orders start early.
+fn options(events: usize, seed: u64) -> WorkloadOptions {
+    WorkloadOptions {
+        events,
+        seed,
+        products: 20,
+        customers: 30,
+        ..WorkloadOptions::default()
+    }
+}
+
+async fn store_with_history(data: &std::path::Path, events: usize, seed: u64) -> Store {
+    let store = Store::open(store_dir(data), StoreOptions::default())
+        .await
+        .unwrap();
+    let history = workload::generate(options(events, seed)).unwrap();
+    let appends = workload::new_events(&history, seed).unwrap();
+    workload::append_to_store(&store, appends, 16)
+        .await
+        .unwrap();
+    store
+}
+
+/// Reads `categories` from `source` step by step until `until`, checking
+/// each step, and returns every event found.
+async fn read_in_steps(
+    source: &dyn EventSource,
+    categories: &[&str],
+    until: u64,
+    limit: usize,
+) -> Vec<RecordedEvent> {
+    let mut from = 0;
+    let mut found = Vec::new();
+    while from < until {
+        let read = source
+            .read_categories(categories, from, until, limit)
+            .await
+            .unwrap();
+        assert!(
+            read.complete_below > from && read.complete_below <= until,
+            "a step from {from} must cover something below {until}: {}",
+            read.complete_below
+        );
+        assert!(read
+            .events
+            .windows(2)
+            .all(|pair| pair[0].position < pair[1].position));
+        assert!(read
+            .events
+            .iter()
+            .all(|e| e.position >= from && e.position < read.complete_below));
+        found.extend(read.events);
+        from = read.complete_below;
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_category_index_gives_what_filtering_the_log_gives_in_steps_of_any_size() {
+    let temp = tempfile::tempdir().unwrap();
+    let store = store_with_history(temp.path(), 600, 21).await;
+    let head = store.head();
+    let log = store.read_all(0, head as usize).await.unwrap();
+    let indexed = StoreSource::new(store.clone());
+    let memory = MemorySource::new(store.store_id());
+    for event in &log {
+        memory.push(event.clone());
+    }
+    for name in [
+        ProjectorName::Orders,
+        ProjectorName::Customers,
+        ProjectorName::Search,
+    ] {
+        let categories = projectors::projection::projection_for(name).categories();
+        let expected: Vec<RecordedEvent> = log
+            .iter()
+            .filter(|e| categories.contains(&e.category()))
+            .cloned()
+            .collect();
+        assert!(
+            !expected.is_empty(),
+            "{name} reads something of the history"
+        );
+        for limit in [7, 50, 5000] {
+            let from_index = read_in_steps(&indexed, categories, head, limit).await;
+            assert_eq!(from_index, expected, "{name} from the index, limit {limit}");
+            let from_log = read_in_steps(&memory, categories, head, limit).await;
+            assert_eq!(from_log, expected, "{name} from the log, limit {limit}");
+        }
+    }
+    store.shutdown().await.unwrap();
+}
+
+#[test]
+fn merging_stops_at_the_first_category_that_may_have_more() {
+    let log = workload::record(&workload::generate(options(200, 5)).unwrap()).unwrap();
+    let of = |category: &str, take: usize| -> Vec<RecordedEvent> {
+        log.iter()
+            .filter(|e| e.category() == category)
+            .take(take)
+            .cloned()
+            .collect()
+    };
+    let orders = of("order", 3);
+    let products = of("product", 100);
+    assert_eq!(orders.len(), 3);
+    // The order read was cut at its limit: nothing after its last event is complete.
+    let merged = CategoryRead::merge(vec![products.clone(), orders.clone()], 1_000, 3);
+    let cut = orders[2].position + 1;
+    assert_eq!(merged.complete_below, cut);
+    assert!(merged.events.iter().all(|e| e.position < cut));
+    assert!(merged
+        .events
+        .windows(2)
+        .all(|pair| pair[0].position < pair[1].position));
+    assert_eq!(
+        merged.events.len(),
+        3 + products.iter().filter(|e| e.position < cut).count()
+    );
+    // With room to spare, the read is complete up to `until`.
+    let merged = CategoryRead::merge(vec![orders, products], 1_000, 1_000);
+    assert_eq!(merged.complete_below, 1_000);
+}
+
+/// A source that counts the events each kind of read returns.
+#[derive(Debug)]
+struct Counting {
+    inner: StoreSource,
+    from_log: AtomicU64,
+    from_categories: AtomicU64,
+}
+
+#[async_trait]
+impl EventSource for Counting {
+    async fn store_id(&self) -> Result<Uuid, SourceError> {
+        self.inner.store_id().await
+    }
+
+    async fn head(&self) -> Result<u64, SourceError> {
+        self.inner.head().await
+    }
+
+    async fn read_all(&self, from: u64, limit: usize) -> Result<Vec<RecordedEvent>, SourceError> {
+        let events = self.inner.read_all(from, limit).await?;
+        self.from_log
+            .fetch_add(events.len() as u64, Ordering::SeqCst);
+        Ok(events)
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, SourceError> {
+        self.inner.read_stream(stream, from, limit).await
+    }
+
+    async fn read_categories(
+        &self,
+        categories: &[&str],
+        from: u64,
+        until: u64,
+        limit: usize,
+    ) -> Result<CategoryRead, SourceError> {
+        let read = self
+            .inner
+            .read_categories(categories, from, until, limit)
+            .await?;
+        self.from_categories
+            .fetch_add(read.events.len() as u64, Ordering::SeqCst);
+        Ok(read)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projector_catching_up_reads_only_its_own_categories_and_sweeps_past_the_rest() {
+    let temp = tempfile::tempdir().unwrap();
+    let store = store_with_history(temp.path(), 3000, 22).await;
+    let head = store.head();
+    let log = store.read_all(0, head as usize).await.unwrap();
+    let name = ProjectorName::Search;
+    let categories = projectors::projection::projection_for(name).categories();
+    let wanted = log
+        .iter()
+        .filter(|e| categories.contains(&e.category()))
+        .count() as u64;
+    assert!(wanted > 0 && wanted * 4 < head, "{wanted} of {head}");
+
+    let source = Arc::new(Counting {
+        inner: StoreSource::new(store.clone()),
+        from_log: AtomicU64::new(0),
+        from_categories: AtomicU64::new(0),
+    });
+    let projector = Projector::open(
+        name,
+        ViewDir::new(temp.path(), name),
+        source.clone(),
+        None,
+        RuntimeSettings::default(),
+    )
+    .unwrap();
+    projector.adopt_store(store.store_id()).await.unwrap();
+    let covered = projector.catch_up(None).await.unwrap();
+    assert_eq!(covered, head, "the catch-up covers the whole log");
+    assert_eq!(source.from_log.load(Ordering::SeqCst), 0);
+    assert_eq!(source.from_categories.load(Ordering::SeqCst), wanted);
+    let meta = projector.db().meta().unwrap();
+    assert_eq!(meta.swept_position, Some(head - 1));
+    assert_eq!(meta.applied_position, Some(head - 1));
+    assert_eq!(projector.status().await.unwrap().lag_events, 0);
+    // Nothing new: a sweep covers nothing and reads nothing.
+    assert_eq!(projector.catch_up(None).await.unwrap(), 0);
+    assert_eq!(source.from_categories.load(Ordering::SeqCst), wanted);
+
+    // The view is the one a fold of the whole log builds.
+    let folded = Arc::new(ViewDb::temporary().unwrap());
+    fold_into(name, &folded, &log);
+    assert_eq!(projector.digest().await.unwrap(), digest(&folded).unwrap());
+    drop(projector);
+    store.shutdown().await.unwrap();
+}
