@@ -250,39 +250,45 @@ impl Relay {
                             }
                         }
                     };
-                    for event in &events {
-                        let category = event.category();
-                        if self.options.unpublished.iter().any(|c| c == category) {
-                            ::metrics::counter!(metric::UNPUBLISHED, "category" => category.to_owned())
+                    let unpublished: Vec<bool> = events
+                        .iter()
+                        .map(|event| {
+                            let category = event.category();
+                            self.options.unpublished.iter().any(|c| c == category)
+                        })
+                        .collect();
+                    let mut messages = Vec::with_capacity(events.len());
+                    for (event, _) in events.iter().zip(&unpublished).filter(|(_, skip)| !**skip) {
+                        messages.push(OutgoingMessage::for_event(event, store_id).with_context(
+                            || format!("failed to encode the event at position {}", event.position),
+                        )?);
+                    }
+                    // The batch goes to the broker together; a send waits
+                    // while the transport reconnects.
+                    let sent = tokio::select! {
+                        sent = publisher.send_all(&messages) => sent,
+                        _ = shutdown.wait() => break 'session,
+                    };
+                    if let Err(error) = sent {
+                        break 'pipeline error;
+                    }
+                    let now = chrono::Utc::now();
+                    for (event, skip) in events.iter().zip(&unpublished) {
+                        state.next += 1;
+                        if *skip {
+                            ::metrics::counter!(metric::UNPUBLISHED, "category" => event.category().to_owned())
                                 .increment(1);
-                            state.next += 1;
                             continue;
                         }
-                        let message =
-                            OutgoingMessage::for_event(event, store_id).with_context(|| {
-                                format!("failed to encode the event at position {}", event.position)
-                            })?;
-                        // A send waits while the transport reconnects.
-                        let sent = tokio::select! {
-                            sent = publisher.send(&message) => sent,
-                            _ = shutdown.wait() => break 'session,
-                        };
-                        if let Err(error) = sent {
-                            break 'pipeline error;
-                        }
-                        let age = (chrono::Utc::now() - event.recorded_at)
-                            .to_std()
-                            .unwrap_or_default();
+                        let age = (now - event.recorded_at).to_std().unwrap_or_default();
                         ::metrics::histogram!(metric::AGE_AT_SEND).record(age.as_secs_f64());
                         tracing::trace!(
                             position = event.position,
                             stream = %event.stream,
-                            routing_key = %message.routing_key,
                             age_us = age.as_micros() as u64,
                             "relay sent an event"
                         );
                         state.sent.push_back(event.position);
-                        state.next += 1;
                         ::metrics::counter!(metric::SENT).increment(1);
                     }
                     // Unpublished events with nothing sent before them are done.

@@ -211,6 +211,18 @@ pub trait Publisher: Send {
     /// every message in flight.
     async fn send(&mut self, message: &OutgoingMessage) -> Result<(), PublishError>;
 
+    /// Sends `messages` in order without waiting for their confirms, as
+    /// [`Publisher::send`] one after the other would; a transport may hand
+    /// them to the broker together rather than waiting for each to be
+    /// written before the next. An error forgets every message in flight,
+    /// including those of this call sent before it.
+    async fn send_all(&mut self, messages: &[OutgoingMessage]) -> Result<(), PublishError> {
+        for message in messages {
+            self.send(message).await?;
+        }
+        Ok(())
+    }
+
     /// Waits until the oldest in-flight message is settled, then reports how
     /// many of the oldest in-flight messages are confirmed (at least one
     /// unless there is an error), in the order they were sent, and which of
@@ -227,11 +239,9 @@ pub trait Publisher: Send {
     /// Call it with nothing else in flight.
     async fn publish_batch(&mut self, messages: &[OutgoingMessage]) -> PublishReport {
         let mut report = PublishReport::default();
-        for message in messages {
-            if let Err(error) = self.send(message).await {
-                report.error = Some(error);
-                return report;
-            }
+        if let Err(error) = self.send_all(messages).await {
+            report.error = Some(error);
+            return report;
         }
         while self.in_flight() > 0 {
             report.extend(self.confirmed().await);

@@ -186,6 +186,51 @@ async fn an_unroutable_message_is_confirmed_as_unroutable_and_the_messages_after
 }
 
 #[tokio::test]
+async fn unroutable_messages_among_many_sent_together_are_reported_at_their_own_index() {
+    on_both(|transport| async move {
+        let orders = spec("orders", &["order.*"]);
+        let mut consumer = transport.consumer(&orders).await.unwrap();
+        let mut publisher = transport.publisher().await.unwrap();
+        // More than one pipelined chunk, with unroutable ones on its edges.
+        let lost = |n: u64| n % 7 == 0 || n == 29 || n == 30;
+        let messages: Vec<OutgoingMessage> = (0..100u64)
+            .map(|n| {
+                if lost(n) {
+                    message("nobody.Listens", "x-1", n)
+                } else {
+                    message("order.OrderPlaced", "order-1", n)
+                }
+            })
+            .collect();
+        publisher.send_all(&messages).await.unwrap();
+        assert_eq!(publisher.in_flight(), 100);
+        let mut confirmed = 0;
+        let mut unroutable = Vec::new();
+        while publisher.in_flight() > 0 {
+            let report = publisher.confirmed().await;
+            assert!(report.error.is_none(), "{:?}", report.error);
+            unroutable.extend(report.unroutable.iter().map(|u| confirmed + u.index));
+            confirmed += report.confirmed;
+        }
+        assert_eq!(confirmed, 100);
+        let expected: Vec<usize> = (0..100u64)
+            .filter(|n| lost(*n))
+            .map(|n| n as usize)
+            .collect();
+        assert_eq!(unroutable, expected);
+
+        let routed = 100 - expected.len();
+        let got = consume_until(&mut consumer, |seen| seen.len() >= routed).await;
+        let versions: Vec<u64> = got.iter().filter_map(|d| d.headers.version).collect();
+        assert_eq!(
+            versions,
+            (0..100u64).filter(|n| !lost(*n)).collect::<Vec<u64>>()
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_message_retried_past_the_delivery_limit_lands_in_the_dead_letter_queue() {
     on_both(|transport| async move {
         let limit = 2;
