@@ -8,9 +8,12 @@
 //!
 //! One batch of deliveries becomes one sled batch (documents, positions,
 //! bookkeeping), flushed, and only then are the deliveries acknowledged, with
-//! one `multiple` ack. Poison messages are handed back for another attempt
-//! until their last one, then dead-lettered with the reason while the batch
-//! goes on. Start-up order matters for a new projector: its queue is
+//! one `multiple` ack. A batch is readable as soon as it is written; one
+//! flush runs at a time in the background, and the batches written while it
+//! runs wait for the next one, so a slow `fsync` does not hold back the
+//! next batch's apply (only its acknowledgement). Poison messages are
+//! handed back for another attempt until their last one, then dead-lettered
+//! with the reason while the batch goes on. Start-up order matters for a new projector: its queue is
 //! declared first, so that everything published from then on waits in it;
 //! then history is read from the store; then the queue is consumed, where
 //! whatever catch-up already applied is skipped as a duplicate.
@@ -809,29 +812,26 @@ impl Projector {
         })
         .await?;
         let mut failures = backoff.delays();
-        // The batch written last, flushing in the background while the next
-        // one is applied; settled once its flush is done.
-        let mut pending: Option<(JoinHandle<Result<(), ViewError>>, Committed)> = None;
+        // Batches written and not yet acknowledged: one flush runs at a
+        // time in the background, and batches arriving meanwhile are applied
+        // (readable) at once and wait for the next flush.
+        let mut unflushed = Unflushed::default();
         while !shutdown.is_triggered() {
             let next = tokio::select! {
                 _ = shutdown.wait() => break,
+                flushed = unflushed.flushed(), if unflushed.is_flushing() => {
+                    self.settle_flushed(&mut *consumer, &mut unflushed, flushed, &shutdown)
+                        .await;
+                    continue;
+                }
                 next = tokio::time::timeout(
-                    // With a batch in flight, wait only briefly: if nothing
-                    // comes, settle it rather than hold its acks back.
-                    if pending.is_some() {
-                        (self.settings.linger * 4).max(Duration::from_millis(2))
-                    } else {
-                        self.settings.idle_sweep
-                    },
+                    self.settings.idle_sweep,
                     consumer.next_batch(self.settings.batch, self.settings.linger),
                 ) => next,
             };
             let deliveries = match next {
-                Err(_idle) if pending.is_some() => {
-                    // Nothing waiting: settle the batch in flight first.
-                    self.finish(&mut *consumer, &mut pending, &shutdown).await;
-                    continue;
-                }
+                // Batches still to settle: their flush wakes the loop.
+                Err(_idle) if !unflushed.is_empty() => continue,
                 Err(_idle) => {
                     // Nothing delivered for a while: read the store for events
                     // the queue does not carry (other categories move the
@@ -843,7 +843,7 @@ impl Projector {
                 }
                 Ok(Ok(deliveries)) => Arc::new(deliveries),
                 Ok(Err(error)) => {
-                    self.finish(&mut *consumer, &mut pending, &shutdown).await;
+                    self.finish(&mut *consumer, &mut unflushed, &shutdown).await;
                     let delay = failures.next().unwrap_or(backoff.max);
                     tracing::warn!(projector = %self.name, %error, ?delay, "consuming failed; reconnecting");
                     if sleep_or_shutdown(&shutdown, delay).await {
@@ -865,7 +865,7 @@ impl Projector {
                 match self.apply_batch(Arc::clone(&deliveries)).await {
                     Ok(committed) => break Some(committed),
                     Err(error) => {
-                        self.finish(&mut *consumer, &mut pending, &shutdown).await;
+                        self.finish(&mut *consumer, &mut unflushed, &shutdown).await;
                         let delay = delays.next().unwrap_or(backoff.max);
                         tracing::warn!(projector = %self.name, %error, ?delay, "batch failed; retrying");
                         if sleep_or_shutdown(&shutdown, delay).await {
@@ -876,45 +876,58 @@ impl Projector {
             };
             let Some(committed) = committed else { break };
             failures = backoff.delays();
-            // The previous batch's flush ran while this one was applied.
-            self.finish(&mut *consumer, &mut pending, &shutdown).await;
-            let flush_db = Arc::clone(committed.db());
-            pending = Some((
-                tokio::task::spawn_blocking(move || flush_db.flush()),
-                committed,
-            ));
+            unflushed.push(committed);
         }
-        self.finish(&mut *consumer, &mut pending, &shutdown).await;
+        self.finish(&mut *consumer, &mut unflushed, &shutdown).await;
         tracing::info!(projector = %self.name, "consumer stopped");
         Ok(())
     }
 
-    /// Waits for the pending batch's flush, then settles it. A failed flush
-    /// is tried again (nothing is acknowledged before one succeeds) until
-    /// shutdown, when the batch is left unacknowledged for redelivery.
-    async fn finish(
+    /// Settles the batches a finished flush covered, in order, and starts
+    /// the flush of those committed since. A failed flush is tried again
+    /// (nothing is acknowledged before one succeeds) until shutdown, when
+    /// the batches are left unacknowledged for redelivery.
+    async fn settle_flushed(
         &self,
         consumer: &mut dyn messaging::Consumer,
-        pending: &mut Option<(JoinHandle<Result<(), ViewError>>, Committed)>,
+        unflushed: &mut Unflushed,
+        flushed: (Result<(), String>, Vec<Committed>),
         shutdown: &Shutdown,
     ) {
-        let Some((flush, committed)) = pending.take() else {
-            return;
-        };
-        let mut flushed = matches!(flush.await, Ok(Ok(())));
+        let (mut result, batches) = flushed;
         let mut delays = Backoff::default().delays();
-        while !flushed {
+        while let Err(error) = result {
             let delay = delays.next().unwrap_or(Duration::from_secs(5));
-            tracing::warn!(projector = %self.name, ?delay, "cannot flush the view; retrying");
+            tracing::warn!(projector = %self.name, %error, ?delay, "cannot flush the view; retrying");
             if sleep_or_shutdown(shutdown, delay).await {
                 return;
             }
-            let db = Arc::clone(committed.db());
-            flushed = matches!(blocking(move || db.flush()).await, Ok(()));
+            let dbs = Unflushed::databases(&batches);
+            result = blocking(move || Unflushed::flush_all(&dbs))
+                .await
+                .map_err(|error| error.to_string());
         }
-        if let Err(error) = self.settle(consumer, committed).await {
-            // The broker redelivers what was not acknowledged; those are duplicates now.
-            tracing::warn!(projector = %self.name, %error, "cannot settle a batch");
+        for committed in batches {
+            if let Err(error) = self.settle(consumer, committed).await {
+                // The broker redelivers what was not acknowledged; those are duplicates now.
+                tracing::warn!(projector = %self.name, %error, "cannot settle a batch");
+            }
+        }
+        unflushed.start();
+    }
+
+    /// Flushes and settles every batch written and not yet acknowledged.
+    async fn finish(
+        &self,
+        consumer: &mut dyn messaging::Consumer,
+        unflushed: &mut Unflushed,
+        shutdown: &Shutdown,
+    ) {
+        // Each settled flush starts the next for what was committed since.
+        while unflushed.is_flushing() {
+            let flushed = unflushed.flushed().await;
+            self.settle_flushed(consumer, unflushed, flushed, shutdown)
+                .await;
         }
     }
 
@@ -1010,6 +1023,76 @@ enum Settle {
     DeadLetter(String),
 }
 
+/// Batches committed to the view (readable) and not yet acknowledged: those
+/// a running flush covers, and those committed since, which the next flush
+/// covers. One flush runs at a time; a flush started after a batch's commit
+/// makes it durable, so one flush serves every batch committed before it.
+#[derive(Default)]
+struct Unflushed {
+    flushing: Option<(Flush, Vec<Committed>)>,
+    waiting: Vec<Committed>,
+}
+
+/// A flush running on the blocking pool.
+type Flush = JoinHandle<Result<(), ViewError>>;
+
+impl Unflushed {
+    fn is_flushing(&self) -> bool {
+        self.flushing.is_some()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.flushing.is_none() && self.waiting.is_empty()
+    }
+
+    /// Adds a committed batch: flushed at once if no flush runs, else by the next.
+    fn push(&mut self, committed: Committed) {
+        self.waiting.push(committed);
+        self.start();
+    }
+
+    /// Starts the flush of the waiting batches, if any and none runs.
+    fn start(&mut self) {
+        if self.flushing.is_some() || self.waiting.is_empty() {
+            return;
+        }
+        let batches = std::mem::take(&mut self.waiting);
+        let dbs = Self::databases(&batches);
+        let flush = tokio::task::spawn_blocking(move || Self::flush_all(&dbs));
+        self.flushing = Some((flush, batches));
+    }
+
+    /// Waits for the running flush (pending forever if none runs) and
+    /// returns its outcome with the batches it covered.
+    async fn flushed(&mut self) -> (Result<(), String>, Vec<Committed>) {
+        let Some((flush, _)) = self.flushing.as_mut() else {
+            return std::future::pending().await;
+        };
+        let result = match flush.await {
+            Ok(result) => result.map_err(|error| error.to_string()),
+            Err(error) => Err(format!("the flush task failed: {error}")),
+        };
+        let batches = self.flushing.take().map(|(_, b)| b).unwrap_or_default();
+        (result, batches)
+    }
+
+    /// The databases the batches were written to (a live replay may swap
+    /// the view between two of them), each once.
+    fn databases(batches: &[Committed]) -> Vec<Arc<ViewDb>> {
+        let mut dbs: Vec<Arc<ViewDb>> = Vec::new();
+        for committed in batches {
+            if !dbs.iter().any(|db| Arc::ptr_eq(db, &committed.db)) {
+                dbs.push(Arc::clone(&committed.db));
+            }
+        }
+        dbs
+    }
+
+    fn flush_all(dbs: &[Arc<ViewDb>]) -> Result<(), ViewError> {
+        dbs.iter().try_for_each(|db| db.flush())
+    }
+}
+
 /// A batch of deliveries applied and written, waiting for its flush before
 /// it is settled (see [`Projector::apply_batch`] and [`Projector::settle`]).
 pub struct Committed {
@@ -1076,5 +1159,61 @@ where
         if sleep_or_shutdown(shutdown, delay).await {
             anyhow::bail!("shut down before managing to {what}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn committed(db: &Arc<ViewDb>, applied: u64) -> Committed {
+        Committed {
+            db: Arc::clone(db),
+            deliveries: Arc::new(Vec::new()),
+            settles: Vec::new(),
+            report: BatchReport {
+                applied,
+                ..BatchReport::default()
+            },
+            started: Instant::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn one_flush_at_a_time_covers_every_batch_committed_before_it_in_order() {
+        let temp = tempfile::tempdir().unwrap();
+        let first = Arc::new(ViewDb::open(&temp.path().join("a"), DbOptions::default()).unwrap());
+        let second = Arc::new(ViewDb::open(&temp.path().join("b"), DbOptions::default()).unwrap());
+        let mut unflushed = Unflushed::default();
+        assert!(unflushed.is_empty());
+
+        unflushed.push(committed(&first, 1));
+        assert!(
+            unflushed.is_flushing(),
+            "a flush starts with the first batch"
+        );
+        // Committed while it runs: they wait for the next flush, a swapped
+        // database among them.
+        unflushed.push(committed(&first, 2));
+        unflushed.push(committed(&second, 3));
+        assert_eq!(unflushed.waiting.len(), 2);
+
+        let (result, batches) = unflushed.flushed().await;
+        result.unwrap();
+        let applied: Vec<u64> = batches.iter().map(|b| b.report.applied).collect();
+        assert_eq!(applied, [1]);
+        assert!(!unflushed.is_flushing() && !unflushed.is_empty());
+
+        unflushed.start();
+        let (result, batches) = unflushed.flushed().await;
+        result.unwrap();
+        let applied: Vec<u64> = batches.iter().map(|b| b.report.applied).collect();
+        assert_eq!(applied, [2, 3], "the next flush takes the rest, in order");
+        assert_eq!(
+            Unflushed::databases(&batches).len(),
+            2,
+            "both databases are flushed"
+        );
+        assert!(unflushed.is_empty());
     }
 }
