@@ -89,6 +89,9 @@ impl Default for RuntimeSettings {
 /// The most documents a transaction hands on to the next one.
 const CARRY_DOCUMENTS: usize = 10_000;
 
+/// How long `/status` reuses the dead-letter queue's depth.
+const DEAD_LETTER_DEPTH_AGE: Duration = Duration::from_secs(1);
+
 /// Events read from the store per catch-up batch.
 const CATCH_UP_BATCH: usize = 5000;
 
@@ -186,6 +189,8 @@ pub struct Projector {
     committed: watch::Sender<u64>,
     caught_up: AtomicBool,
     dead_lettered: AtomicU64,
+    /// The dead-letter queue's depth as last asked of the broker, and when.
+    dead_letter_depth: Mutex<Option<(Instant, u64)>>,
     /// What the last transaction held, for the next one (see [`Carry`]).
     carry: Mutex<Option<Carry>>,
     pub(crate) replay: Mutex<ReplayProgress>,
@@ -287,6 +292,7 @@ impl Projector {
             committed: watch::channel(0).0,
             caught_up: AtomicBool::new(false),
             dead_lettered: AtomicU64::new(0),
+            dead_letter_depth: Mutex::new(None),
             carry: Mutex::new(None),
             replay: Mutex::new(ReplayProgress {
                 state: "idle",
@@ -637,6 +643,8 @@ impl Projector {
                         Ok(()) => {
                             report.dead_lettered += 1;
                             self.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                            // The broker's count changed: ask it again.
+                            *self.dead_letter_depth.lock() = None;
                             metrics::counter!("projector_dead_letters_total", "projector" => self.name.as_str())
                                 .increment(1);
                         }
@@ -745,6 +753,34 @@ impl Projector {
         blocking(move || crate::digest::digest(&db)).await
     }
 
+    /// How many messages wait in the dead-letter queue: asked of the broker
+    /// at most once per [`DEAD_LETTER_DEPTH_AGE`] (a poll of `/status`
+    /// costs the broker a channel and a passive declare otherwise), else
+    /// what this process dead-lettered.
+    async fn dead_letter_depth(&self) -> u64 {
+        let counted = self.dead_lettered.load(Ordering::Relaxed);
+        let (Some(transport), Ok(consumer)) = (&self.transport, self.consumer_name()) else {
+            return counted;
+        };
+        if let Some((at, depth)) = *self.dead_letter_depth.lock() {
+            if at.elapsed() < DEAD_LETTER_DEPTH_AGE {
+                return depth;
+            }
+        }
+        match tokio::time::timeout(
+            Duration::from_secs(2),
+            transport.ready_messages(&consumer, QueueRole::DeadLetter),
+        )
+        .await
+        {
+            Ok(Ok(depth)) => {
+                *self.dead_letter_depth.lock() = Some((Instant::now(), depth));
+                depth
+            }
+            _ => counted,
+        }
+    }
+
     /// `GET /status`.
     pub async fn status(&self) -> Result<Status, ViewError> {
         let meta = self.db().meta()?;
@@ -757,18 +793,7 @@ impl Projector {
             .max(meta.swept_position)
             .map_or(0, |p| p + 1);
         let lag_events = store_head.map_or(0, |head| head.saturating_sub(next));
-        let counted = self.dead_lettered.load(Ordering::Relaxed);
-        let dead_letters = match (&self.transport, self.consumer_name()) {
-            (Some(transport), Ok(consumer)) => tokio::time::timeout(
-                Duration::from_secs(2),
-                transport.ready_messages(&consumer, QueueRole::DeadLetter),
-            )
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or(counted),
-            _ => counted,
-        };
+        let dead_letters = self.dead_letter_depth().await;
         Ok(Status {
             name: self.name.to_string(),
             applied_position: meta.applied_position,

@@ -195,6 +195,20 @@ async fn poison_scenario(transport: SharedTransport) {
     foreign.headers.store_id = Some(Uuid::from_u128(666));
     publisher.publish(&foreign).await.unwrap();
 
+    // `/status` reports them (the broker's count, asked again after each
+    // dead letter of this process and at most once a second otherwise).
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let reported = projector.status().await.unwrap().dead_letters;
+        if reported == 3 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "status reports {reported} dead letters"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let letters = dead_letters(&transport, &projector, 3).await;
     let reasons: Vec<String> = letters
         .iter()
