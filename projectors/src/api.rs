@@ -54,6 +54,7 @@ pub fn router(projector: Arc<Projector>) -> Router {
     let mut routes = Router::new()
         .route("/views/{view}/batch", post(batch))
         .route("/views/{view}/{key}", get(document))
+        .route("/views/{view}/{key}/wait", get(document_at))
         .route("/positions", get(position))
         .route("/status", get(status))
         .route("/digest", get(digest))
@@ -165,27 +166,67 @@ struct PositionQuery {
     timeout_ms: Option<u64>,
 }
 
+/// The stream of a position query or a document wait, or a 400.
+fn required_stream(stream: Option<String>) -> Result<String, ApiError> {
+    stream.filter(|s| !s.is_empty()).ok_or_else(|| {
+        ApiError::bad_request("missing_stream", "give the stream: ?stream=<stream>")
+            .with("field", "stream")
+    })
+}
+
+/// A stream's applied version, waiting for `min_version` up to the query's timeout.
+async fn wait_for(
+    projector: &Projector,
+    stream: &str,
+    query: &PositionQuery,
+) -> Result<Option<u64>, ApiError> {
+    let wait = Duration::from_millis(query.timeout_ms.unwrap_or(0)).min(MAX_WAIT);
+    projector
+        .position(stream, query.min_version, wait)
+        .await
+        .map_err(|error| match error {
+            RuntimeError::TooManyWaits(refused) => ApiError::from(refused),
+            other => internal(other),
+        })
+}
+
 async fn position(
     State(projector): State<AppState>,
     query: Result<Query<PositionQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) =
         query.map_err(|rejection| ApiError::bad_request("invalid_query", rejection.body_text()))?;
-    let Some(stream) = query.stream.filter(|s| !s.is_empty()) else {
-        return Err(
-            ApiError::bad_request("missing_stream", "give the stream: ?stream=<stream>")
-                .with("field", "stream"),
-        );
-    };
-    let wait = Duration::from_millis(query.timeout_ms.unwrap_or(0)).min(MAX_WAIT);
-    let version = projector
-        .position(&stream, query.min_version, wait)
-        .await
-        .map_err(|error| match error {
-            RuntimeError::TooManyWaits(refused) => ApiError::from(refused),
-            other => internal(other),
-        })?;
+    let stream = required_stream(query.stream.clone())?;
+    let version = wait_for(&projector, &stream, &query).await?;
     Ok(Json(json!({ "stream": stream, "version": version })))
+}
+
+/// `GET /views/{view}/{key}/wait?stream=&min_version=&timeout_ms=`: the
+/// document once the projector has applied `min_version` of `stream` (or
+/// the timeout passed), with the stream's version read just before it: a
+/// client following a document waits and reads in one request, and waiting
+/// next for a version above the one answered misses no change.
+async fn document_at(
+    State(projector): State<AppState>,
+    Path((view, key)): Path<(String, String)>,
+    query: Result<Query<PositionQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) =
+        query.map_err(|rejection| ApiError::bad_request("invalid_query", rejection.body_text()))?;
+    check_view(&projector, &view)?;
+    let stream = required_stream(query.stream.clone())?;
+    let version = wait_for(&projector, &stream, &query).await?;
+    let db = projector.db();
+    let document = tokio::task::spawn_blocking({
+        let projector = Arc::clone(&projector);
+        move || projector.projection().document(&db, &view, &key)
+    })
+    .await
+    .map_err(internal)?
+    .map_err(internal)?;
+    Ok(Json(
+        json!({ "stream": stream, "version": version, "document": document }),
+    ))
 }
 
 async fn status(State(projector): State<AppState>) -> Result<Json<Value>, ApiError> {

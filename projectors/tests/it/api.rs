@@ -201,6 +201,84 @@ async fn a_position_is_the_last_applied_version_and_a_query_can_wait_for_a_later
 }
 
 #[tokio::test]
+async fn a_document_wait_answers_with_the_document_once_its_stream_reaches_the_version() {
+    let (projector, source) = projector_with(ProjectorName::Orders, &order_events()).await;
+    let app = router(Arc::clone(&projector));
+    let id = order_id(1);
+    let stream = format!("order-{id}");
+    // Without a version to wait for: at once, with the stream's version.
+    let (status, body) = call(
+        &app,
+        "GET",
+        &format!("/views/orders/{id}/wait?stream={stream}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["version"], 1);
+    assert_eq!(body["document"]["status"], "CONFIRMED");
+    // A document not there yet: no version, no document.
+    let unknown = order_id(9);
+    let (status, body) = call(
+        &app,
+        "GET",
+        &format!("/views/orders/{unknown}/wait?stream=order-{unknown}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["version"], Value::Null);
+    assert_eq!(body["document"], Value::Null);
+
+    // Waiting for version 2: answered once it is applied, with the new document.
+    let waiting = {
+        let app = app.clone();
+        let path =
+            format!("/views/orders/{id}/wait?stream={stream}&min_version=2&timeout_ms=30000");
+        tokio::spawn(async move { call(&app, "GET", &path, None).await })
+    };
+    ship_order_1(&projector, &source).await;
+    let (status, body) = waiting.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["version"], 2);
+    assert_eq!(body["document"]["status"], "SHIPPED");
+
+    // What never comes: the document as it is when the time is up.
+    let (_, body) = call(
+        &app,
+        "GET",
+        &format!("/views/orders/{id}/wait?stream={stream}&min_version=9&timeout_ms=50"),
+        None,
+    )
+    .await;
+    assert_eq!(body["version"], 2);
+    assert_eq!(body["document"]["status"], "SHIPPED");
+
+    // Bad requests change nothing and say why.
+    let (status, error) = call(&app, "GET", &format!("/views/orders/{id}/wait"), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error["error"], "missing_stream");
+    let (status, error) = call(
+        &app,
+        "GET",
+        &format!("/views/nothing/{id}/wait?stream={stream}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error["error"], "unknown_view");
+    let (status, error) = call(
+        &app,
+        "GET",
+        &format!("/views/orders/{id}/wait?stream={stream}&min_version=x"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error["error"], "invalid_query");
+}
+
+#[tokio::test]
 async fn position_waits_past_the_bound_are_refused_at_once_and_a_freed_slot_is_taken_again() {
     let settings = RuntimeSettings {
         max_waits: 1,

@@ -18,7 +18,9 @@ use std::{
 use async_trait::async_trait;
 use parking_lot::Mutex;
 
-use super::{ProductPage, Projector, ReadModels, Recommendation, SearchHit, View};
+use super::{
+    ProductPage, Projector, ReadModels, Recommendation, SearchHit, VersionedDocument, View,
+};
 use crate::error::GatewayError;
 
 /// How the breakers and timeouts behave.
@@ -270,6 +272,24 @@ impl ReadModels for GuardedReadModels {
                 .wait_for_position(projector, stream, min_version, wait),
         )
         .await
+    }
+
+    async fn document_at(
+        &self,
+        view: View,
+        key: &str,
+        stream: &str,
+        min_version: Option<u64>,
+        wait: Duration,
+    ) -> Result<VersionedDocument, GatewayError> {
+        let call = self.inner.document_at(view, key, stream, min_version, wait);
+        match min_version {
+            Some(_) => {
+                self.guarded_within(view.projector(), Some(wait), call)
+                    .await
+            }
+            None => self.guarded(view.projector(), call).await,
+        }
     }
 
     async fn products(

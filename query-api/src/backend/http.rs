@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::{
     CommandAccepted, CommandContext, CommandSender, CommandService, ProductPage, Projector,
-    ReadModels, Recommendation, SearchHit, View,
+    ReadModels, Recommendation, SearchHit, VersionedDocument, View,
 };
 use crate::{
     config::{CommandServiceUrls, ProjectorUrls},
@@ -276,6 +276,32 @@ impl ReadModels for HttpReadModels {
             .timeout(self.timeout + wait);
         let answer: Option<PositionAnswer> = self.read(projector, request).await?;
         Ok(answer.and_then(|answer| answer.version))
+    }
+
+    async fn document_at(
+        &self,
+        view: View,
+        key: &str,
+        stream: &str,
+        min_version: Option<u64>,
+        wait: Duration,
+    ) -> Result<VersionedDocument, GatewayError> {
+        let projector = view.projector();
+        let mut query = vec![("stream", stream.to_owned())];
+        if let Some(min_version) = min_version {
+            query.push(("min_version", min_version.to_string()));
+            query.push(("timeout_ms", wait.as_millis().to_string()));
+        }
+        let path = format!("/views/{}/{}/wait", view.as_str(), encode_path_segment(key));
+        let request = self
+            .client
+            .get(self.url(projector, &path))
+            .query(&query)
+            // The projector holds the request for up to `wait`.
+            .timeout(self.timeout + wait);
+        self.read(projector, request)
+            .await?
+            .ok_or_else(|| Self::missing_route(projector))
     }
 
     async fn products(

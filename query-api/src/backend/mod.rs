@@ -306,6 +306,15 @@ pub struct Recommendation {
     pub count: u64,
 }
 
+/// A document with the version of its stream read just before it.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+pub struct VersionedDocument {
+    /// The stream's last applied version (none if nothing of it is applied).
+    pub version: Option<u64>,
+    /// The document, if there is one.
+    pub document: Option<serde_json::Value>,
+}
+
 /// Reads the projectors' views.
 #[async_trait]
 pub trait ReadModels: Send + Sync + 'static {
@@ -337,6 +346,36 @@ pub trait ReadModels: Send + Sync + 'static {
     ) -> Result<Option<u64>, GatewayError> {
         let _ = (min_version, wait);
         self.position(projector, stream).await
+    }
+
+    /// `GET /views/{view}/{key}/wait?stream=&min_version=&timeout_ms=`: the
+    /// document of `key` once the projector has applied `min_version` of
+    /// `stream` (at once without it), or after `wait`, with the stream's
+    /// version as read just before the document: waiting next for a version
+    /// above it misses no change. One request where a position wait and a
+    /// read would be two; a backend without it answers from those two.
+    async fn document_at(
+        &self,
+        view: View,
+        key: &str,
+        stream: &str,
+        min_version: Option<u64>,
+        wait: Duration,
+    ) -> Result<VersionedDocument, GatewayError> {
+        let projector = view.projector();
+        let version = match min_version {
+            Some(min_version) => {
+                self.wait_for_position(projector, stream, min_version, wait)
+                    .await?
+            }
+            None => self.position(projector, stream).await?,
+        };
+        let document = self
+            .batch(view, &[key.to_owned()])
+            .await?
+            .remove(key)
+            .flatten();
+        Ok(VersionedDocument { version, document })
     }
 
     /// `GET /products?first&after&category` on the catalog projector.

@@ -13,14 +13,14 @@ use async_graphql::{
 
 use super::{
     arguments, await_token, gateway, loaders, nullable, request,
-    subscription::read_order,
+    subscription::parse_order,
     types::{
         authorize_order, checked_count, checked_first, load_products, Customer, Inventory, Order,
         OrderStatus, Product, SalesStats,
     },
 };
 use crate::{
-    backend::Projector,
+    backend::{Projector, View},
     error::GatewayError,
     loaders::{OrderKey, ProductKey, StockKey},
     views::{OrderDoc, ProductDoc, SalesStatsDoc},
@@ -56,30 +56,35 @@ async fn wait_for_status(
     let gateway = gateway(ctx)?;
     let stream = format!("order-{order_id}");
     let deadline = Instant::now() + wait;
-    let mut position = gateway
-        .read_models
-        .position(Projector::Orders, &stream)
-        .await?;
+    // First the order as it is; then, each time, the order once the view
+    // has applied the next event of its stream (one long poll that answers
+    // with the document).
+    let mut min_version: Option<u64> = None;
     let mut pause = Duration::from_millis(2).min(gateway.wait.poll_interval);
     loop {
-        let doc = read_order(gateway, order_id).await?.map(Arc::new);
+        let asked = Instant::now();
+        let answer = gateway
+            .read_models
+            .document_at(
+                View::Orders,
+                order_id,
+                &stream,
+                min_version,
+                deadline.saturating_duration_since(asked),
+            )
+            .await?;
+        let doc = answer.document.map(parse_order).transpose()?.map(Arc::new);
         if let Some(doc) = &doc {
             authorize_order(ctx, doc)?;
             if OrderStatus::parse(&doc.status).is_some_and(|status| statuses.contains(&status)) {
                 return Ok(Some(Arc::clone(doc)));
             }
         }
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
+        if Instant::now() >= deadline {
             return Ok(doc);
         }
-        let next = position.map_or(0, |version| version + 1);
-        let asked = Instant::now();
-        let now = gateway
-            .read_models
-            .wait_for_position(Projector::Orders, &stream, next, remaining)
-            .await?;
-        if now == position {
+        let news = min_version.is_none_or(|wanted| answer.version.is_some_and(|v| v >= wanted));
+        if !news {
             // Answered without news: the time is up, or the backend cannot
             // wait, which is then asked again after a pause.
             let rest = pause
@@ -88,7 +93,7 @@ async fn wait_for_status(
             tokio::time::sleep(rest).await;
             pause = (pause * 2).min(gateway.wait.poll_interval);
         }
-        position = now;
+        min_version = Some(answer.version.map_or(0, |version| version + 1));
     }
 }
 

@@ -52,13 +52,16 @@ pub(super) async fn read_order(
     documents
         .remove(order_id)
         .flatten()
-        .map(|document| {
-            serde_json::from_value(document).map_err(|_| GatewayError::Unavailable {
-                service: Projector::Orders.to_string(),
-                message: "malformed order".to_owned(),
-            })
-        })
+        .map(parse_order)
         .transpose()
+}
+
+/// An order document as the orders projector serves it.
+pub(super) fn parse_order(document: serde_json::Value) -> Result<OrderDoc, GatewayError> {
+    serde_json::from_value(document).map_err(|_| GatewayError::Unavailable {
+        service: Projector::Orders.to_string(),
+        message: "malformed order".to_owned(),
+    })
 }
 
 fn may_read(identity: &Identity, order: &OrderDoc) -> Result<(), GatewayError> {
