@@ -61,6 +61,25 @@ impl CategoryRead {
     }
 }
 
+/// A [`CategoryRead`] from one indexed read per category (`read`, each of
+/// at most `limit` events), merged.
+async fn read_each_category<'a, F, Fut>(
+    categories: &'a [&'a str],
+    until: u64,
+    limit: usize,
+    read: F,
+) -> Result<CategoryRead, SourceError>
+where
+    F: Fn(&'a str) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<RecordedEvent>, SourceError>>,
+{
+    let mut reads = Vec::with_capacity(categories.len());
+    for category in categories {
+        reads.push(read(category).await?);
+    }
+    Ok(CategoryRead::merge(reads, until, limit))
+}
+
 /// Reads the event store.
 #[async_trait]
 pub trait EventSource: Send + Sync + fmt::Debug {
@@ -257,16 +276,13 @@ impl EventSource for HttpSource {
         until: u64,
         limit: usize,
     ) -> Result<CategoryRead, SourceError> {
-        let mut reads = Vec::with_capacity(categories.len());
-        for category in categories {
-            reads.push(
-                self.client
-                    .read_category(category, from, limit)
-                    .await
-                    .map_err(from_client_error)?,
-            );
-        }
-        Ok(CategoryRead::merge(reads, until, limit))
+        read_each_category(categories, until, limit, |category| async move {
+            self.client
+                .read_category(category, from, limit)
+                .await
+                .map_err(from_client_error)
+        })
+        .await
     }
 }
 
@@ -341,16 +357,13 @@ impl EventSource for StoreSource {
         until: u64,
         limit: usize,
     ) -> Result<CategoryRead, SourceError> {
-        let mut reads = Vec::with_capacity(categories.len());
-        for category in categories {
-            reads.push(
-                self.store
-                    .read_category(category, from, limit)
-                    .await
-                    .map_err(from_read_error)?,
-            );
-        }
-        Ok(CategoryRead::merge(reads, until, limit))
+        read_each_category(categories, until, limit, |category| async move {
+            self.store
+                .read_category(category, from, limit)
+                .await
+                .map_err(from_read_error)
+        })
+        .await
     }
 }
 
