@@ -21,6 +21,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use projectors::source::EventSource as _;
 use serde_json::{json, Value};
 
 use crate::format::parse_str;
@@ -195,6 +196,40 @@ async fn views_caught_up(
     }
 }
 
+/// The hops of every order placed in a run: the events from `from` to the
+/// store's head, grouped by the checkout's correlation id.
+async fn order_hops(
+    store: &projectors::source::HttpSource,
+    from: u64,
+) -> anyhow::Result<Vec<crate::hops::Hop>> {
+    let head = store
+        .head()
+        .await
+        .map_err(|error| anyhow::anyhow!("the store's head: {error}"))?;
+    let mut events = Vec::new();
+    let mut next = from;
+    while next < head {
+        let page = store
+            .read_all(next, 10_000)
+            .await
+            .map_err(|error| anyhow::anyhow!("reading the run's events: {error}"))?;
+        let Some(last) = page.last() else { break };
+        next = last.position + 1;
+        events.extend(page);
+    }
+    Ok(crate::hops::hops(&events, "OrderPlaced"))
+}
+
+fn print_hops(hops: &[crate::hops::Hop]) {
+    println!("  where an order's time goes (the store's timestamps of its events):");
+    for hop in hops.iter().filter(|hop| hop.count > 1) {
+        println!(
+            "  {:>28} -> {:<28} {:>6} p50 {:>7.1} ms  p99 {:>7.1} ms",
+            hop.from, hop.to, hop.count, hop.p50_ms, hop.p99_ms
+        );
+    }
+}
+
 /// Runs the benchmark, prints a table and returns every figure as one JSON object.
 pub async fn e2e(options: E2eOptions) -> anyhow::Result<Value> {
     let mut config = TopologyConfig::new(&options.program);
@@ -249,7 +284,13 @@ async fn run_rates(
         "with views/s",
         "cpu s"
     );
+    let store = projectors::source::HttpSource::new(topology.store_url())
+        .map_err(|error| anyhow::anyhow!("the store's URL: {error}"))?;
     for &rate in &options.rates {
+        let first_position = store
+            .head()
+            .await
+            .map_err(|error| anyhow::anyhow!("the store's head: {error}"))?;
         let before: Vec<Option<ProcessSample>> = pids.iter().map(|(_, pid)| sample(*pid)).collect();
         let text = scenario_text(rate, options.duration, options.customers, options.settle);
         let scenario = parse_str(&text, std::path::Path::new("e2e.toml"))
@@ -311,6 +352,8 @@ async fn run_rates(
             with_views,
             cpu_total,
         );
+        let hops = order_hops(&store, first_position).await?;
+        print_hops(&hops);
         runs.push(json!({
             "target_rate": rate,
             "duration_secs": load.duration.as_secs_f64(),
@@ -332,6 +375,7 @@ async fn run_rates(
             "rss_total_mb": rss_total_kib as f64 / 1024.0,
             "pss_total_mb": pss_total_kib as f64 / 1024.0,
             "processes": processes,
+            "hops": hops,
         }));
     }
     let last: Vec<ProcessSample> = pids.iter().filter_map(|(_, pid)| sample(*pid)).collect();

@@ -23,6 +23,7 @@ pub mod bench;
 pub mod expectation;
 pub mod format;
 pub mod graphql;
+pub mod hops;
 pub mod load;
 pub mod runner;
 pub mod topology;

@@ -375,7 +375,7 @@ fn summarise(spec: &LoadSpec, total: u64, outcomes: &[Outcome]) -> LoadReport {
 }
 
 /// The nearest-rank percentile of sorted samples.
-fn percentile(sorted: &[Duration], quantile: f64) -> Option<Duration> {
+pub(crate) fn percentile(sorted: &[Duration], quantile: f64) -> Option<Duration> {
     if sorted.is_empty() {
         return None;
     }
