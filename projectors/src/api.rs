@@ -90,27 +90,28 @@ fn check_view(projector: &Projector, view: &str) -> Result<(), ApiError> {
     }
 }
 
+/// A document of one of the projector's views, read off the async threads.
+async fn read_document(
+    projector: &Arc<Projector>,
+    view: String,
+    key: String,
+) -> Result<Option<Value>, ApiError> {
+    let db = projector.db();
+    let projector = Arc::clone(projector);
+    tokio::task::spawn_blocking(move || projector.projection().document(&db, &view, &key))
+        .await
+        .map_err(internal)?
+        .map_err(internal)
+}
+
 async fn document(
     State(projector): State<AppState>,
     Path((view, key)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     check_view(&projector, &view)?;
-    let db = projector.db();
-    let found = tokio::task::spawn_blocking({
-        let projector = Arc::clone(&projector);
-        move || {
-            projector
-                .projection()
-                .document(&db, &view, &key)
-                .map(|doc| (doc, key))
-        }
-    })
-    .await
-    .map_err(internal)?
-    .map_err(internal)?;
-    match found {
-        (Some(doc), _) => Ok(Json(doc)),
-        (None, key) => Err(ApiError::not_found(
+    match read_document(&projector, view, key.clone()).await? {
+        Some(doc) => Ok(Json(doc)),
+        None => Err(ApiError::not_found(
             "not_found",
             format!("no document with key {key:?}"),
         )),
@@ -216,14 +217,7 @@ async fn document_at(
     check_view(&projector, &view)?;
     let stream = required_stream(query.stream.clone())?;
     let version = wait_for(&projector, &stream, &query).await?;
-    let db = projector.db();
-    let document = tokio::task::spawn_blocking({
-        let projector = Arc::clone(&projector);
-        move || projector.projection().document(&db, &view, &key)
-    })
-    .await
-    .map_err(internal)?
-    .map_err(internal)?;
+    let document = read_document(&projector, view, key).await?;
     Ok(Json(
         json!({ "stream": stream, "version": version, "document": document }),
     ))

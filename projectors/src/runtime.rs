@@ -13,10 +13,11 @@
 //! runs wait for the next one, so a slow `fsync` does not hold back the
 //! next batch's apply (only its acknowledgement). Poison messages are
 //! handed back for another attempt until their last one, then dead-lettered
-//! with the reason while the batch goes on. Start-up order matters for a new projector: its queue is
-//! declared first, so that everything published from then on waits in it;
-//! then history is read from the store; then the queue is consumed, where
-//! whatever catch-up already applied is skipped as a duplicate.
+//! with the reason while the batch goes on. Start-up order matters for a
+//! new projector: its queue is declared first, so that everything published
+//! from then on waits in it; then history is read from the store; then the
+//! queue is consumed, where whatever catch-up already applied is skipped as
+//! a duplicate.
 
 use std::{
     sync::{

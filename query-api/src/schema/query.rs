@@ -13,14 +13,14 @@ use async_graphql::{
 
 use super::{
     arguments, await_token, gateway, loaders, nullable, request,
-    subscription::parse_order,
+    subscription::read_order_at,
     types::{
         authorize_order, checked_count, checked_first, load_products, Customer, Inventory, Order,
         OrderStatus, Product, SalesStats,
     },
 };
 use crate::{
-    backend::{Projector, View},
+    backend::Projector,
     error::GatewayError,
     loaders::{OrderKey, ProductKey, StockKey},
     views::{OrderDoc, ProductDoc, SalesStatsDoc},
@@ -54,7 +54,6 @@ async fn wait_for_status(
     wait: Duration,
 ) -> Result<Option<Arc<OrderDoc>>, GatewayError> {
     let gateway = gateway(ctx)?;
-    let stream = format!("order-{order_id}");
     let deadline = Instant::now() + wait;
     // First the order as it is; then, each time, the order once the view
     // has applied the next event of its stream (one long poll that answers
@@ -63,17 +62,14 @@ async fn wait_for_status(
     let mut pause = Duration::from_millis(2).min(gateway.wait.poll_interval);
     loop {
         let asked = Instant::now();
-        let answer = gateway
-            .read_models
-            .document_at(
-                View::Orders,
-                order_id,
-                &stream,
-                min_version,
-                deadline.saturating_duration_since(asked),
-            )
-            .await?;
-        let doc = answer.document.map(parse_order).transpose()?.map(Arc::new);
+        let (version, doc) = read_order_at(
+            gateway,
+            order_id,
+            min_version,
+            deadline.saturating_duration_since(asked),
+        )
+        .await?;
+        let doc = doc.map(Arc::new);
         if let Some(doc) = &doc {
             authorize_order(ctx, doc)?;
             if OrderStatus::parse(&doc.status).is_some_and(|status| statuses.contains(&status)) {
@@ -83,7 +79,7 @@ async fn wait_for_status(
         if Instant::now() >= deadline {
             return Ok(doc);
         }
-        let news = min_version.is_none_or(|wanted| answer.version.is_some_and(|v| v >= wanted));
+        let news = min_version.is_none_or(|wanted| version.is_some_and(|v| v >= wanted));
         if !news {
             // Answered without news: the time is up, or the backend cannot
             // wait, which is then asked again after a pause.
@@ -93,7 +89,7 @@ async fn wait_for_status(
             tokio::time::sleep(rest).await;
             pause = (pause * 2).min(gateway.wait.poll_interval);
         }
-        min_version = Some(answer.version.map_or(0, |version| version + 1));
+        min_version = Some(version.map_or(0, |version| version + 1));
     }
 }
 

@@ -2,9 +2,10 @@
 //! order, until it is delivered or cancelled.
 //!
 //! How: the gateway follows the orders projector by position. It asks
-//! `GET /positions?stream=order-<id>&min_version=<next>` as a long poll (the
-//! projector answers when it applies the order's next event, or after a
-//! while) and reads the document only when the position moved. Every status
+//! `GET /views/orders/<id>/wait?stream=order-<id>&min_version=<next>` as a
+//! long poll (the projector answers with the document and the stream's
+//! version when it applies the order's next event, or after a while) and
+//! looks at the document only when the position moved. Every status
 //! change is an entry of the order's `timeline`, so the subscription emits
 //! one update per timeline entry it has not emitted yet, each the order as it was at that entry. Two changes
 //! between two polls therefore still give two updates, in order; and a
@@ -40,28 +41,36 @@ const LONG_POLL: Duration = Duration::from_secs(10);
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SubscriptionRoot;
 
-/// The order's document, read from the orders projector (no loader cache).
-pub(super) async fn read_order(
+/// The order's document from the orders projector (no loader cache), with
+/// its stream's version read just before it; with `min_version`, once the
+/// view has applied that version of the order's stream or after `wait` (a
+/// long poll answered with the document).
+pub(super) async fn read_order_at(
     gateway: &Gateway,
     order_id: &str,
-) -> Result<Option<OrderDoc>, GatewayError> {
-    let mut documents = gateway
+    min_version: Option<u64>,
+    wait: Duration,
+) -> Result<(Option<u64>, Option<OrderDoc>), GatewayError> {
+    let answer = gateway
         .read_models
-        .batch(View::Orders, &[order_id.to_owned()])
+        .document_at(
+            View::Orders,
+            order_id,
+            &format!("order-{order_id}"),
+            min_version,
+            wait,
+        )
         .await?;
-    documents
-        .remove(order_id)
-        .flatten()
-        .map(parse_order)
-        .transpose()
-}
-
-/// An order document as the orders projector serves it.
-pub(super) fn parse_order(document: serde_json::Value) -> Result<OrderDoc, GatewayError> {
-    serde_json::from_value(document).map_err(|_| GatewayError::Unavailable {
-        service: Projector::Orders.to_string(),
-        message: "malformed order".to_owned(),
-    })
+    let doc = answer
+        .document
+        .map(|document| {
+            serde_json::from_value(document).map_err(|_| GatewayError::Unavailable {
+                service: Projector::Orders.to_string(),
+                message: "malformed order".to_owned(),
+            })
+        })
+        .transpose()?;
+    Ok((answer.version, doc))
 }
 
 fn may_read(identity: &Identity, order: &OrderDoc) -> Result<(), GatewayError> {
@@ -79,7 +88,6 @@ fn may_read(identity: &Identity, order: &OrderDoc) -> Result<(), GatewayError> {
 struct Follow {
     gateway: Arc<Gateway>,
     order_id: String,
-    stream: String,
     position: Option<u64>,
     emitted: usize,
     finished: bool,
@@ -119,15 +127,12 @@ impl Follow {
 
     async fn poll(&mut self) -> Result<Vec<Order>, GatewayError> {
         let next = self.position.map_or(0, |version| version + 1);
-        let position = self
-            .gateway
-            .read_models
-            .wait_for_position(Projector::Orders, &self.stream, next, LONG_POLL)
-            .await?;
+        let (position, doc) =
+            read_order_at(&self.gateway, &self.order_id, Some(next), LONG_POLL).await?;
         if position == self.position {
             return Ok(Vec::new());
         }
-        let Some(doc) = read_order(&self.gateway, &self.order_id).await? else {
+        let Some(doc) = doc else {
             return Ok(Vec::new());
         };
         let mut updates = Vec::new();
@@ -156,20 +161,13 @@ impl SubscriptionRoot {
         let identity = &request(ctx)?.identity;
         identity.require_actor()?;
         let order_id = arguments::order_id("orderId", &order_id)?.to_string();
-        let stream_name = format!("order-{order_id}");
-        let position = gateway
-            .read_models
-            .position(Projector::Orders, &stream_name)
-            .await?;
-        let doc = read_order(&gateway, &order_id)
-            .await?
-            .ok_or_else(|| GatewayError::not_found(format!("order {order_id}")))?;
+        let (position, doc) = read_order_at(&gateway, &order_id, None, Duration::ZERO).await?;
+        let doc = doc.ok_or_else(|| GatewayError::not_found(format!("order {order_id}")))?;
         may_read(identity, &doc)?;
         let current = Order::from_doc(Arc::new(doc.clone()))?;
         let follow = Follow {
             gateway,
             order_id,
-            stream: stream_name,
             position,
             emitted: doc.timeline.len(),
             finished: current.current_status().is_final(),
