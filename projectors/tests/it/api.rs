@@ -1,10 +1,7 @@
 //! The read API, called through the router without a network.
 
 use std::{
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc,
-    },
+    sync::{atomic::Ordering, Arc},
     time::Duration,
 };
 
@@ -17,7 +14,7 @@ use projectors::{
     layout::ViewDir,
     router,
     runtime::{Projector, RuntimeSettings},
-    source::{EventSource, MemorySource, SourceError},
+    source::MemorySource,
     workload::{self, WorkloadOptions},
     ProjectorName,
 };
@@ -334,42 +331,6 @@ async fn position_waits_past_the_bound_are_refused_at_once_and_a_freed_slot_is_t
     }
 }
 
-/// A memory source that counts the stream reads asked of it.
-#[derive(Debug)]
-struct CountingSource {
-    inner: Arc<MemorySource>,
-    stream_reads: AtomicUsize,
-}
-
-#[async_trait::async_trait]
-impl EventSource for CountingSource {
-    async fn store_id(&self) -> Result<Uuid, SourceError> {
-        self.inner.store_id().await
-    }
-
-    async fn head(&self) -> Result<u64, SourceError> {
-        self.inner.head().await
-    }
-
-    async fn read_all(
-        &self,
-        from: u64,
-        limit: usize,
-    ) -> Result<Vec<domain::envelope::RecordedEvent>, SourceError> {
-        self.inner.read_all(from, limit).await
-    }
-
-    async fn read_stream(
-        &self,
-        stream: &str,
-        from: u64,
-        limit: usize,
-    ) -> Result<Vec<domain::envelope::RecordedEvent>, SourceError> {
-        self.stream_reads.fetch_add(1, Ordering::SeqCst);
-        self.inner.read_stream(stream, from, limit).await
-    }
-}
-
 #[tokio::test]
 async fn positions_come_from_the_view_alone_until_a_rebuild_leaves_old_streams_to_the_store() {
     let temp = tempfile::tempdir().unwrap();
@@ -381,10 +342,7 @@ async fn positions_come_from_the_view_alone_until_a_rebuild_leaves_old_streams_t
     for event in history.by_ref().take(3) {
         memory.push(event);
     }
-    let source = Arc::new(CountingSource {
-        inner: Arc::clone(&memory),
-        stream_reads: AtomicUsize::new(0),
-    });
+    let source = Arc::new(CountingSource::new(memory.clone()));
     let name = ProjectorName::Orders;
     let projector = Projector::open(
         name,

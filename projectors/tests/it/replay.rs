@@ -4,7 +4,7 @@
 use std::{path::Path, sync::Arc, time::Duration};
 
 use axum::{body::Body, http::Request};
-use event_store::{Store, StoreOptions};
+use event_store::Store;
 use projectors::{
     layout::ViewDir,
     replay::{self, digest_offline, replay_offline, store_dir},
@@ -12,7 +12,7 @@ use projectors::{
     runtime::{Projector, RuntimeSettings},
     source::{EventSource, SharedSource, StoreSource},
     viewdb::DbOptions,
-    workload::{self, WorkloadOptions},
+    workload::WorkloadOptions,
     ProjectorName,
 };
 use serde_json::Value;
@@ -20,20 +20,15 @@ use service_runtime::shutdown::Shutdown;
 use tower::ServiceExt;
 
 async fn store_with_history(data: &Path, events: usize, seed: u64) -> Store {
-    let store = Store::open(store_dir(data), StoreOptions::default())
-        .await
-        .unwrap();
-    let history = workload::generate(WorkloadOptions {
-        events,
-        seed,
-        ..WorkloadOptions::default()
-    })
-    .unwrap();
-    let appends = workload::new_events(&history, seed).unwrap();
-    workload::append_to_store(&store, appends, 16)
-        .await
-        .unwrap();
-    store
+    crate::support::store_with(
+        data,
+        WorkloadOptions {
+            events,
+            seed,
+            ..WorkloadOptions::default()
+        },
+    )
+    .await
 }
 
 /// Waits, with a deadline, until the projector has applied the store's last event.

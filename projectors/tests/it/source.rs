@@ -2,27 +2,21 @@
 //! dir): the store's category index gives what filtering the whole log
 //! gives, and a projector catching up reads only its own categories.
 
-use std::sync::{
-    atomic::{AtomicU64, Ordering},
-    Arc,
-};
+use std::sync::{atomic::Ordering, Arc};
 
-use async_trait::async_trait;
 use domain::envelope::RecordedEvent;
-use event_store::{Store, StoreOptions};
+use event_store::Store;
 use projectors::{
     digest::digest,
     layout::ViewDir,
-    replay::store_dir,
     runtime::{Projector, RuntimeSettings},
-    source::{CategoryRead, EventSource, MemorySource, SourceError, StoreSource},
+    source::{CategoryRead, EventSource, MemorySource, StoreSource},
     viewdb::ViewDb,
     workload::{self, WorkloadOptions},
     ProjectorName,
 };
-use uuid::Uuid;
 
-use crate::support::fold_into;
+use crate::support::{fold_into, CountingSource};
 
 /// A small catalogue and few customers, so that orders start early.
 fn options(events: usize, seed: u64) -> WorkloadOptions {
@@ -36,15 +30,7 @@ fn options(events: usize, seed: u64) -> WorkloadOptions {
 }
 
 async fn store_with_history(data: &std::path::Path, events: usize, seed: u64) -> Store {
-    let store = Store::open(store_dir(data), StoreOptions::default())
-        .await
-        .unwrap();
-    let history = workload::generate(options(events, seed)).unwrap();
-    let appends = workload::new_events(&history, seed).unwrap();
-    workload::append_to_store(&store, appends, 16)
-        .await
-        .unwrap();
-    store
+    crate::support::store_with(data, options(events, seed)).await
 }
 
 /// Reads `categories` from `source` step by step until `until`, checking
@@ -148,57 +134,6 @@ fn merging_stops_at_the_first_category_that_may_have_more() {
     assert_eq!(merged.complete_below, 1_000);
 }
 
-/// A source that counts the events each kind of read returns.
-#[derive(Debug)]
-struct Counting {
-    inner: StoreSource,
-    from_log: AtomicU64,
-    from_categories: AtomicU64,
-}
-
-#[async_trait]
-impl EventSource for Counting {
-    async fn store_id(&self) -> Result<Uuid, SourceError> {
-        self.inner.store_id().await
-    }
-
-    async fn head(&self) -> Result<u64, SourceError> {
-        self.inner.head().await
-    }
-
-    async fn read_all(&self, from: u64, limit: usize) -> Result<Vec<RecordedEvent>, SourceError> {
-        let events = self.inner.read_all(from, limit).await?;
-        self.from_log
-            .fetch_add(events.len() as u64, Ordering::SeqCst);
-        Ok(events)
-    }
-
-    async fn read_stream(
-        &self,
-        stream: &str,
-        from: u64,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, SourceError> {
-        self.inner.read_stream(stream, from, limit).await
-    }
-
-    async fn read_categories(
-        &self,
-        categories: &[&str],
-        from: u64,
-        until: u64,
-        limit: usize,
-    ) -> Result<CategoryRead, SourceError> {
-        let read = self
-            .inner
-            .read_categories(categories, from, until, limit)
-            .await?;
-        self.from_categories
-            .fetch_add(read.events.len() as u64, Ordering::SeqCst);
-        Ok(read)
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_projector_catching_up_reads_only_its_own_categories_and_sweeps_past_the_rest() {
     let temp = tempfile::tempdir().unwrap();
@@ -213,11 +148,9 @@ async fn a_projector_catching_up_reads_only_its_own_categories_and_sweeps_past_t
         .count() as u64;
     assert!(wanted > 0 && wanted * 4 < head, "{wanted} of {head}");
 
-    let source = Arc::new(Counting {
-        inner: StoreSource::new(store.clone()),
-        from_log: AtomicU64::new(0),
-        from_categories: AtomicU64::new(0),
-    });
+    let source = Arc::new(CountingSource::new(Arc::new(StoreSource::new(
+        store.clone(),
+    ))));
     let projector = Projector::open(
         name,
         ViewDir::new(temp.path(), name),

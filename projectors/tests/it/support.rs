@@ -1,7 +1,10 @@
 //! Helpers shared by the tests: events built from the domain's types, and
 //! views folded from them.
 
-use std::sync::Arc;
+use std::sync::{
+    atomic::{AtomicU64, AtomicUsize, Ordering},
+    Arc,
+};
 
 use chrono::{DateTime, TimeZone, Utc};
 use domain::{
@@ -16,6 +19,7 @@ use domain::{
 use projectors::{
     applier::{decode, Applier, OnPoison},
     projection::projection_for,
+    source::{CategoryRead, SourceError},
     viewdb::ViewDb,
     workload, ProjectorName,
 };
@@ -143,4 +147,92 @@ pub fn fold_into(name: ProjectorName, db: &Arc<ViewDb>, recorded: &[RecordedEven
             .unwrap();
     }
     tx.commit().unwrap();
+}
+
+/// An event source that counts what each kind of read returns or is asked.
+#[derive(Debug)]
+pub struct CountingSource {
+    inner: Arc<dyn projectors::source::EventSource>,
+    /// Stream reads asked.
+    pub stream_reads: AtomicUsize,
+    /// Events returned by reads of the whole log.
+    pub from_log: AtomicU64,
+    /// Events returned by category reads.
+    pub from_categories: AtomicU64,
+}
+
+impl CountingSource {
+    /// Counts the reads of `inner`.
+    pub fn new(inner: Arc<dyn projectors::source::EventSource>) -> Self {
+        Self {
+            inner,
+            stream_reads: AtomicUsize::new(0),
+            from_log: AtomicU64::new(0),
+            from_categories: AtomicU64::new(0),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl projectors::source::EventSource for CountingSource {
+    async fn store_id(&self) -> Result<Uuid, SourceError> {
+        self.inner.store_id().await
+    }
+
+    async fn head(&self) -> Result<u64, SourceError> {
+        self.inner.head().await
+    }
+
+    async fn read_all(&self, from: u64, limit: usize) -> Result<Vec<RecordedEvent>, SourceError> {
+        let events = self.inner.read_all(from, limit).await?;
+        self.from_log
+            .fetch_add(events.len() as u64, Ordering::SeqCst);
+        Ok(events)
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, SourceError> {
+        self.stream_reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.read_stream(stream, from, limit).await
+    }
+
+    async fn read_categories(
+        &self,
+        categories: &[&str],
+        from: u64,
+        until: u64,
+        limit: usize,
+    ) -> Result<CategoryRead, SourceError> {
+        let read = self
+            .inner
+            .read_categories(categories, from, until, limit)
+            .await?;
+        self.from_categories
+            .fetch_add(read.events.len() as u64, Ordering::SeqCst);
+        Ok(read)
+    }
+}
+
+/// A real event store in `<data>`'s store directory, holding the workload `options` generate.
+pub async fn store_with(
+    data: &std::path::Path,
+    options: workload::WorkloadOptions,
+) -> event_store::Store {
+    let store = event_store::Store::open(
+        projectors::replay::store_dir(data),
+        event_store::StoreOptions::default(),
+    )
+    .await
+    .unwrap();
+    let seed = options.seed;
+    let history = workload::generate(options).unwrap();
+    let appends = workload::new_events(&history, seed).unwrap();
+    workload::append_to_store(&store, appends, 16)
+        .await
+        .unwrap();
+    store
 }
