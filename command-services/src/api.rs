@@ -5,7 +5,7 @@
 use axum::extract::{rejection::JsonRejection, FromRequestParts};
 use axum::http::{request::Parts, HeaderMap, StatusCode};
 use axum::Json;
-use domain::envelope::EventMetadata;
+use domain::envelope::{EventMetadata, RecordedEvent};
 use domain::values::{CustomerId, OrderId, ValueError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -27,6 +27,28 @@ pub mod headers {
     pub const CAUSATION_ID: &str = "x-causation-id";
     /// W3C trace context.
     pub const TRACEPARENT: &str = "traceparent";
+    /// RFC 7240; `return=representation` asks for the events in the answer.
+    pub const PREFER: &str = "prefer";
+    /// RFC 7240's answer to `Prefer`.
+    pub const PREFERENCE_APPLIED: &str = "preference-applied";
+}
+
+/// The `Prefer` preference that asks for a command's events in its answer.
+pub const RETURN_REPRESENTATION: &str = "return=representation";
+
+/// Whether the request asks for the command's events in the answer
+/// (`Prefer: return=representation`, RFC 7240).
+pub fn wants_events(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(headers::PREFER)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|preference| {
+            preference
+                .trim()
+                .eq_ignore_ascii_case(RETURN_REPRESENTATION)
+        })
 }
 
 /// Who issues a command, as the gateway (or the saga) says.
@@ -174,6 +196,10 @@ pub struct CommandReply {
     pub position: Option<u64>,
     /// The consistency token `"<stream>@<version>"` (`@-1`: no events).
     pub token: String,
+    /// The events the command appended, as stored; only when asked for with
+    /// `Prefer: return=representation` (empty for a no-op or a retry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<RecordedEvent>>,
 }
 
 impl CommandReply {
@@ -189,6 +215,7 @@ impl CommandReply {
             version: outcome.version,
             position: outcome.position,
             token,
+            events: Some(outcome.events),
         }
     }
 }

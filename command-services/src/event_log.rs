@@ -41,6 +41,8 @@ pub struct Appended {
     pub last_version: u64,
     /// The events were stored before: the stream may have moved on since.
     pub repeat: bool,
+    /// When the store recorded the events; `None` for a repeat.
+    pub recorded_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl From<event_store::AppendResult> for Appended {
@@ -50,6 +52,7 @@ impl From<event_store::AppendResult> for Appended {
             last_position: result.last_position,
             last_version: result.next_expected_version,
             repeat: result.repeat,
+            recorded_at: result.recorded_at,
         }
     }
 }

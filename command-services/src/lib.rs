@@ -47,6 +47,7 @@ use tracing::Instrument as _;
 
 use anyhow::Context as _;
 use axum::extract::{rejection::JsonRejection, Path, State};
+use axum::response::IntoResponse as _;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use service_runtime::api_error::ApiError;
@@ -55,7 +56,7 @@ use service_runtime::shutdown::Shutdown;
 
 pub use config::{ServiceConfig, ServiceName};
 
-use crate::api::{CommandContext, CommandReply, Input};
+use crate::api::{CommandContext, Input};
 use crate::event_log::EventLog;
 use crate::repository::RepositoryOptions;
 use crate::services::Backend;
@@ -122,10 +123,12 @@ pub fn router(state: ServiceState) -> Router {
 async fn command(
     State(state): State<ServiceState>,
     Path(name): Path<String>,
+    headers: axum::http::HeaderMap,
     context: CommandContext,
     body: Result<Json<serde_json::Value>, JsonRejection>,
-) -> Result<Json<CommandReply>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let service = state.backend.name;
+    let return_events = api::wants_events(&headers);
     let started = std::time::Instant::now();
     // One span per command, carrying the ids that tie it to the GraphQL
     // request before it and the events and projections after it.
@@ -173,7 +176,16 @@ async fn command(
         "command" => command
     )
     .record(elapsed);
-    result.map(Json)
+    let mut reply = result?;
+    if !return_events {
+        reply.events = None;
+        return Ok(Json(reply).into_response());
+    }
+    Ok((
+        [(api::headers::PREFERENCE_APPLIED, api::RETURN_REPRESENTATION)],
+        Json(reply),
+    )
+        .into_response())
 }
 
 async fn openapi(State(state): State<ServiceState>) -> Json<serde_json::Value> {

@@ -127,6 +127,9 @@ pub struct Outcome {
     pub position: Option<u64>,
     /// How many events the command appended (0 for a no-op or a retry).
     pub appended: usize,
+    /// The events it appended, exactly as stored; empty for a no-op or a
+    /// retry (and when the store did not say when it recorded them).
+    pub events: Vec<RecordedEvent>,
 }
 
 /// The stream's state as a command sees it.
@@ -467,11 +470,12 @@ impl<A: Aggregate> Repository<A> {
                 continue;
             }
             if events.is_empty() {
-                let answers = self.answers(stream, entry, &plans, None);
+                let answers = self.answers(stream, entry, &plans, None, &[]);
                 return reply_each(batch, answers, &entry.state);
             }
             let ids: Vec<Uuid> = events.iter().map(|event| event.event_id).collect();
             let count = events.len() as u64;
+            let sent = events.clone();
             match self
                 .log
                 .append(stream, Expected::from_version(entry.version), events)
@@ -498,8 +502,19 @@ impl<A: Aggregate> Repository<A> {
                         }
                         continue;
                     }
-                    let answers =
-                        self.answers(stream, entry, &plans, Some(appended.first_position));
+                    let recorded = match appended.recorded_at {
+                        Some(recorded_at) if !appended.repeat => {
+                            as_recorded(stream, first_version, &appended, recorded_at, sent)
+                        }
+                        _ => Vec::new(),
+                    };
+                    let answers = self.answers(
+                        stream,
+                        entry,
+                        &plans,
+                        Some(appended.first_position),
+                        &recorded,
+                    );
                     for (index, id) in ids.iter().enumerate() {
                         entry.recent.insert(
                             *id,
@@ -630,13 +645,15 @@ impl<A: Aggregate> Repository<A> {
     }
 
     /// The answer of each planned command once the batch's events are stored
-    /// from `first_position` on (or nothing was appended).
+    /// from `first_position` on (or nothing was appended); `recorded` holds
+    /// the batch's events as stored, when known.
     fn answers(
         &self,
         stream: &str,
         entry: &Entry<A>,
         plans: &[Planned],
         first_position: Option<u64>,
+        recorded: &[RecordedEvent],
     ) -> Vec<Result<Outcome, CommandError>> {
         let base_version = entry.version;
         let at = |events_before: usize| -> (Option<u64>, Option<u64>) {
@@ -658,6 +675,10 @@ impl<A: Aggregate> Repository<A> {
                         version,
                         position,
                         appended: *count,
+                        events: recorded
+                            .get(*first..first + count)
+                            .map(<[RecordedEvent]>::to_vec)
+                            .unwrap_or_default(),
                     })
                 }
                 Planned::NoOp { events_before } => {
@@ -667,6 +688,7 @@ impl<A: Aggregate> Repository<A> {
                         version,
                         position,
                         appended: 0,
+                        events: Vec::new(),
                     })
                 }
                 Planned::Done(landed) => Ok(Outcome {
@@ -674,9 +696,11 @@ impl<A: Aggregate> Repository<A> {
                     version: Some(landed.version),
                     position: Some(landed.position),
                     appended: 0,
+                    events: Vec::new(),
                 }),
                 Planned::SameAs(earlier) => answers[*earlier].clone().map(|mut outcome| {
                     outcome.appended = 0;
+                    outcome.events.clear();
                     outcome
                 }),
                 Planned::Refused(refusal) => Err(CommandError::Refused(refusal.clone())),
@@ -714,6 +738,32 @@ impl<A: Aggregate> Repository<A> {
     pub fn flush_snapshots(&self) {
         self.snapshots.flush();
     }
+}
+
+/// The events of one append as the store recorded them: `first_version`
+/// and `appended.first_position` on, all at `recorded_at`.
+fn as_recorded(
+    stream: &str,
+    first_version: u64,
+    appended: &crate::event_log::Appended,
+    recorded_at: chrono::DateTime<chrono::Utc>,
+    events: Vec<NewEvent>,
+) -> Vec<RecordedEvent> {
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(index, event)| RecordedEvent {
+            stream: stream.to_owned(),
+            version: first_version + index as u64,
+            position: appended.first_position + index as u64,
+            event_id: event.event_id,
+            event_type: event.event_type,
+            schema_version: event.schema_version,
+            recorded_at,
+            data: event.data,
+            metadata: event.metadata,
+        })
+        .collect()
 }
 
 fn reply_all<A: Aggregate>(batch: Vec<Pending<A>>, answer: Result<Outcome, CommandError>) {

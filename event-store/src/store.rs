@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use domain::codec::CodecError;
 use domain::envelope::{NewEvent, RecordedEvent};
 use futures::stream::BoxStream;
@@ -141,6 +142,11 @@ pub struct AppendResult {
     /// the JSON answer to a retry is the first answer exactly (CONTRACT.md).
     #[serde(default)]
     pub repeat: bool,
+    /// When the store recorded the events, for an append that wrote them
+    /// (`None` for a repeat). Only in the binary answer: with it a caller
+    /// holds the events exactly as stored without reading them back.
+    #[serde(default)]
+    pub recorded_at: Option<DateTime<Utc>>,
 }
 
 impl AppendResult {

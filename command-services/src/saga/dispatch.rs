@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use domain::envelope::RecordedEvent;
 use domain::saga::{SagaCommand, Target, TargetCommand};
 use domain::{order, payment, shipment, stock};
 use messaging::Backoff;
@@ -45,8 +46,13 @@ impl ServiceUrls {
 /// How a sent command ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Delivered {
-    /// The service accepted it (or it was an idempotent repeat).
-    Accepted,
+    /// The service accepted it (or it was an idempotent repeat), with the
+    /// events it appended as the store recorded them (none for a repeat or
+    /// a no-op, or from a service that does not return them).
+    Accepted {
+        /// The command's events, in order.
+        events: Vec<RecordedEvent>,
+    },
     /// The service refused it for good, with this status and code.
     Refused {
         /// The HTTP status.
@@ -158,6 +164,13 @@ pub fn http_form(command: &SagaCommand) -> (&'static str, Value) {
     }
 }
 
+/// The part of an accepted command's answer the saga reads.
+#[derive(serde::Deserialize)]
+struct Answer {
+    #[serde(default)]
+    events: Vec<RecordedEvent>,
+}
+
 /// Sends saga commands with retries.
 #[derive(Clone, Debug)]
 pub struct Dispatcher {
@@ -204,6 +217,7 @@ impl Dispatcher {
                 .post(&url)
                 .header(headers::IDEMPOTENCY_KEY, &command.idempotency_key)
                 .header(headers::CAUSATION_ID, causation_id.to_string())
+                .header(headers::PREFER, crate::api::RETURN_REPRESENTATION)
                 .json(&body);
             if let Some(id) = correlation_id {
                 request = request.header(headers::CORRELATION_ID, id.to_string());
@@ -213,7 +227,14 @@ impl Dispatcher {
                     let status = response.status();
                     if status.is_success() {
                         metrics::counter!("saga_commands_total", "command" => name, "outcome" => "accepted").increment(1);
-                        return Ok(Delivered::Accepted);
+                        // The events are a shortcut: an answer without them
+                        // (or unreadable) only means waiting for the broker.
+                        let events = response
+                            .json::<Answer>()
+                            .await
+                            .map(|answer| answer.events)
+                            .unwrap_or_default();
+                        return Ok(Delivered::Accepted { events });
                     }
                     let retryable = status.is_server_error()
                         || status == reqwest::StatusCode::REQUEST_TIMEOUT

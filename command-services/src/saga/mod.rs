@@ -11,6 +11,15 @@
 //! nothing. A redelivered trigger re-sends the commands recorded for it: the
 //! services drop the duplicates by key, so nothing has two effects.
 //!
+//! Answers (docs/adr/0014): each command is sent with `Prefer:
+//! return=representation`, and its answer carries the events it appended,
+//! exactly as stored. The saga handles those triggers at once, in the same
+//! order's chain, instead of after a trip through the relay and the broker;
+//! it remembers the triggers it has fully handled (decision recorded, every
+//! command answered), so when the broker brings them they are only
+//! acknowledged. The broker stays the guarantee: a saga that dies between a
+//! command and its answer's handling learns the outcome from the delivery.
+//!
 //! Ordering (DESIGN.md guarantee 5): deliveries of one order are handled in
 //! sequence, sorted by global position. For the per-order streams
 //! (`order-`, `payment-`, `shipment-`) the saga keeps the last version it
@@ -47,7 +56,7 @@ use crate::event_log::EventLog;
 use crate::idempotency::IdempotencyKey;
 use crate::repository::{CommandError, Repository, RepositoryOptions, Request};
 use crate::snapshots::SnapshotStore;
-use dispatch::{Dispatcher, ServiceUrls, ShuttingDown};
+use dispatch::{Delivered, Dispatcher, ServiceUrls, ShuttingDown};
 use fulfillment::Fulfillment;
 
 /// How the saga runs. Every flag also reads a `SHOP_…` variable.
@@ -232,7 +241,39 @@ struct Saga {
     /// Last applied version of each per-order stream (`order-`, `payment-`,
     /// `shipment-`); forgotten on restart, which only costs a read.
     applied: parking_lot::Mutex<HashMap<String, u64>>,
+    /// Triggers whose decision is recorded and whose commands were all
+    /// answered, most recent last; forgotten on restart, which only costs
+    /// handling a redelivery again.
+    handled: parking_lot::Mutex<RecentTriggers>,
     backoff: Backoff,
+}
+
+/// A bounded set of trigger ids, oldest forgotten first.
+#[derive(Default)]
+struct RecentTriggers {
+    ids: std::collections::HashSet<uuid::Uuid>,
+    order: std::collections::VecDeque<uuid::Uuid>,
+}
+
+impl RecentTriggers {
+    /// How many it keeps: at 300 orders/s and four triggers an order, the
+    /// last ~40 s, more than the broker takes to bring a handled answer.
+    const CAPACITY: usize = 50_000;
+
+    fn insert(&mut self, id: uuid::Uuid) {
+        if self.ids.insert(id) {
+            self.order.push_back(id);
+            if self.order.len() > Self::CAPACITY {
+                if let Some(oldest) = self.order.pop_front() {
+                    self.ids.remove(&oldest);
+                }
+            }
+        }
+    }
+
+    fn contains(&self, id: &uuid::Uuid) -> bool {
+        self.ids.contains(id)
+    }
 }
 
 /// How the handling of one delivery ended.
@@ -363,6 +404,7 @@ impl Saga {
             dispatcher,
             shutdown,
             applied: parking_lot::Mutex::new(HashMap::new()),
+            handled: parking_lot::Mutex::new(RecentTriggers::default()),
             backoff: Backoff::default(),
         })
     }
@@ -479,7 +521,7 @@ impl Saga {
                 if let Some(previous) = previous {
                     let _ = previous.await;
                 }
-                let handled = match this.handle_in_order(record, trigger).await {
+                let handled = match this.handle_delivery(record, trigger, order_id).await {
                     Ok(handled) => handled,
                     Err(ShuttingDown) => Handled::Stopped,
                 };
@@ -537,29 +579,41 @@ impl Saga {
 
     /// Applies missing versions of the event's stream first (per-order
     /// streams), then the event.
+    ///
+    /// Answers with the events the commands it sent appended (see
+    /// [`Self::handle_delivery`]).
     async fn handle_in_order(
         &self,
         record: RecordedEvent,
         trigger: Trigger,
-    ) -> Result<Handled, ShuttingDown> {
-        if !Self::tracks_versions(&record.stream) {
+    ) -> Result<(Handled, Vec<RecordedEvent>), ShuttingDown> {
+        let tracks = Self::tracks_versions(&record.stream);
+        if self.handled.lock().contains(&record.event_id) {
+            // Handled already, from a command's answer: nothing to do again.
+            metrics::counter!("saga_triggers_already_handled_total").increment(1);
+            if tracks {
+                self.mark_applied(&record.stream, record.version);
+            }
+            return Ok((Handled::Done, Vec::new()));
+        }
+        if !tracks {
             return self.handle(&record, trigger).await;
         }
         let known = self.applied.lock().get(&record.stream).copied();
         let next = known.map_or(0, |version| version + 1);
+        let mut answered = Vec::new();
         if record.version > next {
             // A gap (or nothing known since start): fetch what comes before.
             metrics::counter!("saga_gap_repairs_total").increment(1);
             let missing = self.fetch(&record.stream, next, record.version).await?;
             for earlier in missing {
                 match Trigger::from_recorded(&earlier) {
-                    Ok(earlier_trigger) => {
-                        if let Handled::Poison(reason) =
-                            self.handle(&earlier, earlier_trigger).await?
-                        {
+                    Ok(earlier_trigger) => match self.handle(&earlier, earlier_trigger).await? {
+                        (Handled::Poison(reason), _) => {
                             tracing::error!(%reason, "skipping an unreadable event");
                         }
-                    }
+                        (_, more) => answered.extend(more),
+                    },
                     Err(error) => {
                         tracing::error!(%error, stream = %earlier.stream, version = earlier.version, "skipping an unreadable event");
                     }
@@ -569,8 +623,38 @@ impl Saga {
         }
         // An older version is a duplicate: handling it again only re-sends
         // the commands recorded for it, which the services drop by key.
-        let handled = self.handle(&record, trigger).await?;
+        let (handled, more) = self.handle(&record, trigger).await?;
         self.mark_applied(&record.stream, record.version);
+        answered.extend(more);
+        Ok((handled, answered))
+    }
+
+    /// Handles a delivered trigger, then the events its commands answered
+    /// with, and theirs in turn, as long as they concern the same order:
+    /// those are handled now instead of after a trip through the relay and
+    /// the broker (docs/adr/0014). When the broker brings them, they are
+    /// found handled and only acknowledged. An answered event that cannot
+    /// be handled is left to its delivery, which dead-letters it.
+    async fn handle_delivery(
+        &self,
+        record: RecordedEvent,
+        trigger: Trigger,
+        order: OrderId,
+    ) -> Result<Handled, ShuttingDown> {
+        let (handled, answered) = self.handle_in_order(record, trigger).await?;
+        let mut queue = std::collections::VecDeque::from(answered);
+        while let Some(event) = queue.pop_front() {
+            let Ok(trigger) = Trigger::from_recorded(&event) else {
+                continue;
+            };
+            if saga::order_id_of(&trigger.event) != Some(order) {
+                continue;
+            }
+            metrics::counter!("saga_answers_handled_total").increment(1);
+            if let (Handled::Done, more) = self.handle_in_order(event, trigger).await? {
+                queue.extend(more);
+            }
+        }
         Ok(handled)
     }
 
@@ -622,7 +706,7 @@ impl Saga {
         &self,
         record: &RecordedEvent,
         trigger: Trigger,
-    ) -> Result<Handled, ShuttingDown> {
+    ) -> Result<(Handled, Vec<RecordedEvent>), ShuttingDown> {
         let metadata = record.parsed_metadata();
         let span = tracing::info_span!(
             "saga",
@@ -640,15 +724,15 @@ impl Saga {
         &self,
         record: &RecordedEvent,
         trigger: Trigger,
-    ) -> Result<Handled, ShuttingDown> {
+    ) -> Result<(Handled, Vec<RecordedEvent>), ShuttingDown> {
         let Some(order_id) = saga::order_id_of(&trigger.event) else {
-            return Ok(Handled::Done);
+            return Ok((Handled::Done, Vec::new()));
         };
         let trigger_id = trigger.event_id;
         let stream = saga::stream_name(&order_id);
         let key = match IdempotencyKey::parse(&format!("saga:{trigger_id}")) {
             Ok(key) => key,
-            Err(error) => return Ok(Handled::Poison(error.to_string())),
+            Err(error) => return Ok((Handled::Poison(error.to_string()), Vec::new())),
         };
         let source = record.parsed_metadata();
         let metadata = EventMetadata {
@@ -685,7 +769,7 @@ impl Saga {
             match self.fulfillments.execute(stream.clone(), request).await {
                 Ok(_) => break observed.lock().take().unwrap_or_default(),
                 Err(CommandError::Internal(reason)) => {
-                    return Ok(Handled::Poison(reason));
+                    return Ok((Handled::Poison(reason), Vec::new()));
                 }
                 Err(error) => {
                     tracing::warn!(%error, %stream, "cannot record a saga decision; retrying");
@@ -703,12 +787,18 @@ impl Saga {
             commands = commands.len(),
             "trigger handled"
         );
+        let mut answered = Vec::new();
         for command in &commands {
-            self.dispatcher
+            if let Delivered::Accepted { events } = self
+                .dispatcher
                 .send(command, metadata.correlation_id, trigger_id, &self.shutdown)
-                .await?;
+                .await?
+            {
+                answered.extend(events);
+            }
         }
-        Ok(Handled::Done)
+        self.handled.lock().insert(trigger_id);
+        Ok((Handled::Done, answered))
     }
 }
 

@@ -8,6 +8,7 @@ mod contention;
 mod lifecycle;
 mod outage;
 mod repository;
+mod saga_answers;
 mod saga_ordering;
 mod store_log;
 
@@ -65,6 +66,8 @@ pub struct Answer {
     pub status: u16,
     /// The JSON body.
     pub body: Value,
+    /// The `Preference-Applied` header, if any.
+    pub preference_applied: Option<String>,
 }
 
 impl Answer {
@@ -96,9 +99,16 @@ pub struct Call<'a> {
     command: &'a str,
     key: Option<String>,
     actor: Option<String>,
+    prefer: Option<String>,
 }
 
 impl Call<'_> {
+    /// Sends `Prefer: preference`.
+    pub fn prefer(mut self, preference: &str) -> Self {
+        self.prefer = Some(preference.to_owned());
+        self
+    }
+
     /// Sends `Idempotency-Key: key`.
     pub fn key(mut self, key: &str) -> Self {
         self.key = Some(key.to_owned());
@@ -135,11 +145,23 @@ impl Call<'_> {
         if let Some(actor) = &self.actor {
             request = request.header("x-actor", actor);
         }
+        if let Some(preference) = &self.prefer {
+            request = request.header("prefer", preference);
+        }
         let response = request.send().await.unwrap();
         let status = response.status().as_u16();
+        let preference_applied = response
+            .headers()
+            .get("preference-applied")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
         let text = response.text().await.unwrap();
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Answer { status, body }
+        Answer {
+            status,
+            body,
+            preference_applied,
+        }
     }
 }
 
@@ -189,6 +211,7 @@ impl TestSystem {
             command,
             key: None,
             actor: None,
+            prefer: None,
         }
     }
 

@@ -100,6 +100,7 @@ async fn check_concurrent_appends(log: Arc<StoreLog>) {
             again,
             Appended {
                 repeat: true,
+                recorded_at: None,
                 ..appended
             }
         );

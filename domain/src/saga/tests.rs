@@ -390,6 +390,7 @@ mod properties {
     enum Step {
         Deliver,
         Execute(usize),
+        ExecuteAndReact(usize),
         Redeliver(usize),
         CustomerCancels,
         Dispatch,
@@ -400,6 +401,7 @@ mod properties {
         prop_oneof![
             4 => Just(Step::Deliver),
             4 => (0usize..8).prop_map(Step::Execute),
+            3 => (0usize..8).prop_map(Step::ExecuteAndReact),
             1 => (0usize..64).prop_map(Step::Redeliver),
             1 => Just(Step::CustomerCancels),
             1 => Just(Step::Dispatch),
@@ -445,6 +447,18 @@ mod properties {
                 match step {
                     Step::Deliver => { world.deliver_next(); }
                     Step::Execute(choice) => { world.execute_any(choice); }
+                    Step::ExecuteAndReact(choice) => {
+                        // The saga service handles a command's own events as
+                        // soon as the command answers, before the events
+                        // recorded earlier reach it from the broker; they
+                        // still arrive through the inbox later, in order.
+                        let before = world.inbox.len();
+                        world.execute_any(choice);
+                        let answered: Vec<Trigger> = world.inbox.iter().skip(before).cloned().collect();
+                        for trigger in answered {
+                            world.deliver(trigger);
+                        }
+                    }
                     Step::Redeliver(index) => {
                         if !world.delivered.is_empty() {
                             let trigger = world.delivered[index % world.delivered.len()].clone();

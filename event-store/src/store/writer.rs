@@ -340,6 +340,7 @@ impl Writer {
             last_position: first_position + count - 1,
             next_expected_version: last_version,
             repeat: false,
+            recorded_at: Some(recorded_at),
         })
     }
 
@@ -400,6 +401,7 @@ impl Writer {
             last_position: last.position,
             next_expected_version: last.version,
             repeat: true,
+            recorded_at: None,
         }))
     }
 

@@ -174,6 +174,7 @@ async fn re_appending_the_same_event_ids_returns_the_first_result_and_writes_not
     assert!(!first.repeat);
     let repeat = AppendResult {
         repeat: true,
+        recorded_at: None,
         ..first
     };
     let again = store

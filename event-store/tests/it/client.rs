@@ -35,6 +35,7 @@ async fn the_client_appends_reads_and_reports_a_conflict_as_its_own_error() {
             .unwrap(),
         event_store::AppendResult {
             repeat: true,
+            recorded_at: None,
             ..first
         }
     );

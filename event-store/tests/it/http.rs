@@ -494,6 +494,9 @@ async fn the_binary_form_carries_appends_and_reads() {
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["content-type"], BINARY_CONTENT_TYPE);
     let result: AppendResult = codec::decode(&response.bytes().await.unwrap()).unwrap();
+    let recorded_at = result
+        .recorded_at
+        .expect("a write says when it was recorded");
     assert_eq!(
         result,
         AppendResult {
@@ -501,6 +504,7 @@ async fn the_binary_form_carries_appends_and_reads() {
             last_position: 2,
             next_expected_version: 2,
             repeat: false,
+            recorded_at: Some(recorded_at),
         }
     );
     let response = client
@@ -513,6 +517,10 @@ async fn the_binary_form_carries_appends_and_reads() {
     assert_eq!(read.len(), 2);
     assert_eq!(read[0].event_id, events[1].event_id);
     assert_eq!(read[1].data, events[2].data);
+    assert!(
+        read.iter().all(|event| event.recorded_at == recorded_at),
+        "the answer's time is the stored events' time"
+    );
     server.stop().await;
 }
 

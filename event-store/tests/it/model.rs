@@ -104,6 +104,7 @@ impl Model {
             last_position: first_position + events.len() as u64 - 1,
             next_expected_version: last_version,
             repeat: false,
+            recorded_at: None,
         };
         self.batches
             .push((stream.to_owned(), events.to_vec(), result));
@@ -158,7 +159,16 @@ async fn run(ops: Vec<Op>) {
                 let (expected, accepted) = model.expected(stream, &expected);
                 let result = store.append(stream, expected, events.clone()).await;
                 if accepted {
-                    assert_eq!(result.unwrap(), model.append(stream, &events));
+                    let result = result.unwrap();
+                    assert!(
+                        result.recorded_at.is_some(),
+                        "a write says when it was recorded"
+                    );
+                    let result = AppendResult {
+                        recorded_at: None,
+                        ..result
+                    };
+                    assert_eq!(result, model.append(stream, &events));
                 } else {
                     match result {
                         Err(AppendError::WrongExpectedVersion { current, .. }) => {

@@ -75,6 +75,7 @@ async fn the_client_appends_to_several_streams_each_on_its_own() {
         again[0].as_ref().unwrap(),
         &event_store::AppendResult {
             repeat: true,
+            recorded_at: None,
             ..*ok(6)
         }
     );
