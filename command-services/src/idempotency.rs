@@ -101,17 +101,18 @@ impl RecentIds {
         self.landed.contains_key(id)
     }
 
-    /// Where the last event of an earlier command with `key` landed, if that
-    /// command appended anything that is still remembered.
-    pub fn command(&self, key: &IdempotencyKey, stream: &str) -> Option<Landed> {
-        let mut found = None;
-        for index in 0.. {
+    /// Where the first and the last event of an earlier command with `key`
+    /// landed, if that command appended anything that is still remembered.
+    pub fn command(&self, key: &IdempotencyKey, stream: &str) -> Option<(Landed, Landed)> {
+        let first = *self.landed.get(&event_id(key, stream, 0))?;
+        let mut last = first;
+        for index in 1.. {
             match self.landed.get(&event_id(key, stream, index)) {
-                Some(landed) => found = Some(*landed),
+                Some(landed) => last = *landed,
                 None => break,
             }
         }
-        found
+        Some((first, last))
     }
 
     /// The remembered ids, oldest first (for snapshots).
@@ -146,7 +147,7 @@ mod tests {
     }
 
     #[test]
-    fn a_command_is_found_by_its_key_at_its_last_event_until_forgotten() {
+    fn a_command_is_found_by_its_key_at_its_first_and_last_events_until_forgotten() {
         let key = IdempotencyKey::parse("k").unwrap();
         let mut recent = RecentIds::default();
         assert_eq!(recent.command(&key, "s-1"), None);
@@ -166,10 +167,16 @@ mod tests {
         );
         assert_eq!(
             recent.command(&key, "s-1"),
-            Some(Landed {
-                version: 4,
-                position: 11
-            })
+            Some((
+                Landed {
+                    version: 3,
+                    position: 10
+                },
+                Landed {
+                    version: 4,
+                    position: 11
+                }
+            ))
         );
         for n in 0..RecentIds::CAPACITY as u64 {
             recent.insert(

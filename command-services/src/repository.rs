@@ -127,8 +127,8 @@ pub struct Outcome {
     pub position: Option<u64>,
     /// How many events the command appended (0 for a no-op or a retry).
     pub appended: usize,
-    /// The events it appended, exactly as stored; empty for a no-op or a
-    /// retry (and when the store did not say when it recorded them).
+    /// The events it appended, exactly as stored; for a retry, those the
+    /// first try appended (read back from the store); empty for a no-op.
     pub events: Vec<RecordedEvent>,
 }
 
@@ -269,8 +269,8 @@ enum Planned {
     Append { first: usize, count: usize },
     /// No events; the stream was at `version` when it was decided.
     NoOp { events_before: usize },
-    /// A retry of a command already stored.
-    Done(Landed),
+    /// A retry of a command already stored: where its first and last events landed.
+    Done(Landed, Landed),
     /// A retry of an earlier command of the same batch.
     SameAs(usize),
     /// Refused.
@@ -469,8 +469,12 @@ impl<A: Aggregate> Repository<A> {
                 };
                 continue;
             }
+            let repeated = match self.repeated_events(stream, &plans).await {
+                Ok(repeated) => repeated,
+                Err(error) => return reply_all(batch, Err(error)),
+            };
             if events.is_empty() {
-                let answers = self.answers(stream, entry, &plans, None, &[]);
+                let answers = self.answers(stream, entry, &plans, None, &[], &repeated);
                 return reply_each(batch, answers, &entry.state);
             }
             let ids: Vec<Uuid> = events.iter().map(|event| event.event_id).collect();
@@ -506,7 +510,11 @@ impl<A: Aggregate> Repository<A> {
                         Some(recorded_at) if !appended.repeat => {
                             as_recorded(stream, first_version, &appended, recorded_at, sent)
                         }
-                        _ => Vec::new(),
+                        // Stored before: the answer carries them as stored then.
+                        _ => match self.read_back(stream, first_version, count).await {
+                            Ok(recorded) => recorded,
+                            Err(error) => return reply_all(batch, Err(error)),
+                        },
                     };
                     let answers = self.answers(
                         stream,
@@ -514,6 +522,7 @@ impl<A: Aggregate> Repository<A> {
                         &plans,
                         Some(appended.first_position),
                         &recorded,
+                        &repeated,
                     );
                     for (index, id) in ids.iter().enumerate() {
                         entry.recent.insert(
@@ -612,8 +621,8 @@ impl<A: Aggregate> Repository<A> {
                     continue;
                 }
                 keys.insert(key.clone(), index);
-                if let Some(landed) = entry.recent.command(key, stream) {
-                    plans.push(Planned::Done(landed));
+                if let Some((first, last)) = entry.recent.command(key, stream) {
+                    plans.push(Planned::Done(first, last));
                     continue;
                 }
             }
@@ -644,6 +653,47 @@ impl<A: Aggregate> Repository<A> {
         Ok((plans, events, state))
     }
 
+    /// The events of each retried command of the batch (by index), read
+    /// back from the store: a retry is answered with the events the first
+    /// try appended, as a first answer is (the saga follows them).
+    async fn repeated_events(
+        &self,
+        stream: &str,
+        plans: &[Planned],
+    ) -> Result<HashMap<usize, Vec<RecordedEvent>>, CommandError> {
+        let mut repeated = HashMap::new();
+        for (index, plan) in plans.iter().enumerate() {
+            if let Planned::Done(first, last) = plan {
+                let count = last.version.saturating_sub(first.version) + 1;
+                repeated.insert(index, self.read_back(stream, first.version, count).await?);
+            }
+        }
+        Ok(repeated)
+    }
+
+    /// `count` events of `stream` from `first_version`, as stored.
+    async fn read_back(
+        &self,
+        stream: &str,
+        first_version: u64,
+        count: u64,
+    ) -> Result<Vec<RecordedEvent>, CommandError> {
+        let wanted = usize::try_from(count).unwrap_or(usize::MAX);
+        let mut events = self
+            .log
+            .read_stream(stream, first_version, wanted)
+            .await
+            .map_err(|e| self.store_failure(e))?;
+        events.retain(|event| event.version < first_version + count);
+        if events.len() as u64 != count {
+            return Err(CommandError::Internal(format!(
+                "{stream} lacks versions {first_version}..{} of a stored command",
+                first_version + count
+            )));
+        }
+        Ok(events)
+    }
+
     /// The answer of each planned command once the batch's events are stored
     /// from `first_position` on (or nothing was appended); `recorded` holds
     /// the batch's events as stored, when known.
@@ -654,6 +704,7 @@ impl<A: Aggregate> Repository<A> {
         plans: &[Planned],
         first_position: Option<u64>,
         recorded: &[RecordedEvent],
+        repeated: &HashMap<usize, Vec<RecordedEvent>>,
     ) -> Vec<Result<Outcome, CommandError>> {
         let base_version = entry.version;
         let at = |events_before: usize| -> (Option<u64>, Option<u64>) {
@@ -666,7 +717,7 @@ impl<A: Aggregate> Repository<A> {
             }
         };
         let mut answers: Vec<Result<Outcome, CommandError>> = Vec::with_capacity(plans.len());
-        for plan in plans {
+        for (index, plan) in plans.iter().enumerate() {
             let answer = match plan {
                 Planned::Append { first, count } => {
                     let (version, position) = at(first + count);
@@ -691,16 +742,15 @@ impl<A: Aggregate> Repository<A> {
                         events: Vec::new(),
                     })
                 }
-                Planned::Done(landed) => Ok(Outcome {
+                Planned::Done(_, last) => Ok(Outcome {
                     stream: stream.to_owned(),
-                    version: Some(landed.version),
-                    position: Some(landed.position),
+                    version: Some(last.version),
+                    position: Some(last.position),
                     appended: 0,
-                    events: Vec::new(),
+                    events: repeated.get(&index).cloned().unwrap_or_default(),
                 }),
                 Planned::SameAs(earlier) => answers[*earlier].clone().map(|mut outcome| {
                     outcome.appended = 0;
-                    outcome.events.clear();
                     outcome
                 }),
                 Planned::Refused(refusal) => Err(CommandError::Refused(refusal.clone())),

@@ -60,6 +60,24 @@ use crate::{order, payment, shipment, stock};
 /// The stream category of the saga.
 pub const STREAM_CATEGORY: &str = "fulfillment";
 
+/// The triggers the saga reacts to that none of its own commands cause, as
+/// (category, event type): all it needs from the broker. The events its
+/// commands cause come back in the commands' answers, and the saga handles
+/// them from there (docs/adr/0014). A customer's cancellation is here; the
+/// saga's own `cancel-order` causes the same event type, which it then
+/// finds handled.
+pub const OUTSIDE_TRIGGERS: &[(&str, &str)] = &[
+    (order::STREAM_CATEGORY, "OrderPlaced"),
+    (order::STREAM_CATEGORY, "OrderCancelled"),
+    (shipment::STREAM_CATEGORY, "ShipmentDispatched"),
+    (shipment::STREAM_CATEGORY, "ShipmentDelivered"),
+];
+
+/// Whether the saga needs `event` from the broker (see [`OUTSIDE_TRIGGERS`]).
+pub fn is_outside_trigger(event: &DomainEvent) -> bool {
+    OUTSIDE_TRIGGERS.contains(&(event.category(), event.event_type()))
+}
+
 /// How many authorization attempts the saga makes before giving up.
 pub const MAX_PAYMENT_ATTEMPTS: u32 = payment::MAX_ATTEMPTS;
 

@@ -1,7 +1,9 @@
 //! The order fulfillment saga's runtime (`shop saga`).
 //!
-//! It consumes its own durable queue, `<ns>.saga`, bound to every order,
-//! stock, payment and shipment event. For each event (a *trigger*) it runs
+//! It consumes its own durable queue, `<ns>.saga`, bound to the events it
+//! reacts to that none of its own commands cause
+//! ([`domain::saga::OUTSIDE_TRIGGERS`]: an order placed or cancelled, a
+//! shipment dispatched or delivered). For each event (a *trigger*) it runs
 //! the domain's saga decider against `fulfillment-<order>`, records the
 //! decision there (event ids derived from the trigger's id, so recording
 //! twice writes once), then sends the commands the decision asks for, each
@@ -13,12 +15,14 @@
 //!
 //! Answers (docs/adr/0014): each command is sent with `Prefer:
 //! return=representation`, and its answer carries the events it appended,
-//! exactly as stored. The saga handles those triggers at once, in the same
-//! order's chain, instead of after a trip through the relay and the broker;
-//! it remembers the triggers it has fully handled (decision recorded, every
-//! command answered), so when the broker brings them they are only
-//! acknowledged. The broker stays the guarantee: a saga that dies between a
-//! command and its answer's handling learns the outcome from the delivery.
+//! exactly as stored (a repeat answers with the first try's events). The
+//! saga handles those triggers at once, in the same order's chain; that is
+//! how it learns what its commands caused. The delivery that started the
+//! chain is acknowledged only once the whole chain is handled: a saga that
+//! dies halfway gets it again, re-sends the recorded commands, and follows
+//! the same answers. It remembers the triggers it has fully handled, so one
+//! that the broker brings anyway (a queue bound the old way, a cancellation
+//! the saga itself asked for) is only acknowledged.
 //!
 //! Ordering (DESIGN.md guarantee 5): deliveries of one order are handled in
 //! sequence, sorted by global position. For the per-order streams
@@ -146,13 +150,11 @@ impl SagaConfig {
 /// The saga's consumer: its queue name and bindings.
 pub fn consumer_spec(prefetch: u16) -> anyhow::Result<ConsumerSpec> {
     let name = ConsumerName::parse("saga")?;
-    let bindings = [
-        domain::order::STREAM_CATEGORY,
-        domain::stock::STREAM_CATEGORY,
-        domain::payment::STREAM_CATEGORY,
-        domain::shipment::STREAM_CATEGORY,
-    ]
-    .map(|category| format!("{category}.*"));
+    // Only what no command of its own causes: the rest comes back in the
+    // commands' answers (docs/adr/0014).
+    let bindings = saga::OUTSIDE_TRIGGERS
+        .iter()
+        .map(|(category, event_type)| format!("{category}.{event_type}"));
     Ok(ConsumerSpec::new(name, bindings)?
         .with_prefetch(prefetch)
         .with_delivery_limit(20))
@@ -630,11 +632,12 @@ impl Saga {
     }
 
     /// Handles a delivered trigger, then the events its commands answered
-    /// with, and theirs in turn, as long as they concern the same order:
-    /// those are handled now instead of after a trip through the relay and
-    /// the broker (docs/adr/0014). When the broker brings them, they are
-    /// found handled and only acknowledged. An answered event that cannot
-    /// be handled is left to its delivery, which dead-letters it.
+    /// with, and theirs in turn: the saga is not bound for the events its
+    /// own commands cause and takes them from the answers instead
+    /// (docs/adr/0014). The delivery is acknowledged only after all of them
+    /// are handled, so a saga that stops halfway gets it again and, its
+    /// commands being repeats now, the same answers. An answered event that
+    /// cannot be handled makes the delivery poison, with the reason.
     async fn handle_delivery(
         &self,
         record: RecordedEvent,
@@ -644,15 +647,31 @@ impl Saga {
         let (handled, answered) = self.handle_in_order(record, trigger).await?;
         let mut queue = std::collections::VecDeque::from(answered);
         while let Some(event) = queue.pop_front() {
-            let Ok(trigger) = Trigger::from_recorded(&event) else {
-                continue;
+            let trigger = match Trigger::from_recorded(&event) {
+                Ok(trigger) => trigger,
+                Err(error) => {
+                    return Ok(Handled::Poison(format!(
+                        "an answered event ({} {} of {}) is unreadable: {error}",
+                        event.event_type, event.version, event.stream
+                    )))
+                }
             };
             if saga::order_id_of(&trigger.event) != Some(order) {
+                // A command of this order answered with another order's
+                // event: nothing the saga should act on from here.
+                tracing::error!(stream = %event.stream, version = event.version, "an answer concerns another order; ignored");
                 continue;
             }
             metrics::counter!("saga_answers_handled_total").increment(1);
-            if let (Handled::Done, more) = self.handle_in_order(event, trigger).await? {
-                queue.extend(more);
+            let (stream, version) = (event.stream.clone(), event.version);
+            match self.handle_in_order(event, trigger).await? {
+                (Handled::Done, more) => queue.extend(more),
+                (Handled::Poison(reason), _) => {
+                    return Ok(Handled::Poison(format!(
+                        "an answered event ({version} of {stream}) cannot be handled: {reason}"
+                    )))
+                }
+                (Handled::Stopped, _) => return Ok(Handled::Stopped),
             }
         }
         Ok(handled)
@@ -807,7 +826,7 @@ mod tests {
     #[test]
     fn the_saga_binds_no_category_the_relay_does_not_publish() {
         let spec = super::consumer_spec(10).unwrap();
-        assert_eq!(spec.bindings.len(), 4);
+        assert_eq!(spec.bindings.len(), domain::saga::OUTSIDE_TRIGGERS.len());
         for binding in &spec.bindings {
             let (category, _) = binding.split_once('.').unwrap();
             assert!(

@@ -141,7 +141,8 @@ async fn a_keyed_command_creating_a_stream_needs_no_read_after_it_unless_the_sto
             Some(command_services::idempotency::IdempotencyKey::parse("first-5").unwrap());
         request
     };
-    one.execute(stream.clone(), keyed()).await.unwrap();
+    let first = one.execute(stream.clone(), keyed()).await.unwrap();
+    assert_eq!(first.events.len(), 1, "{first:?}");
     one.execute(stream.clone(), restock(&sku, 1)).await.unwrap();
     assert_eq!(
         log.reads.load(Ordering::SeqCst),
@@ -150,14 +151,16 @@ async fn a_keyed_command_creating_a_stream_needs_no_read_after_it_unless_the_sto
     );
 
     // Another instance (or this one after a restart) retries the keyed
-    // command: the store answers with the first append, marked as a repeat,
-    // and the next decision reads what came after it.
+    // command: the store answers with the first append, marked as a repeat;
+    // the answer's events are read back, so they are the first try's; the
+    // next decision reads what came after it.
     let two = repository(Arc::clone(&log), SnapshotStore::disabled(), 0);
     let retried = two.execute(stream.clone(), keyed()).await.unwrap();
     assert_eq!(retried.version, Some(0));
-    assert_eq!(log.reads.load(Ordering::SeqCst), 0);
+    assert_eq!(retried.events, first.events);
+    assert_eq!(log.reads.load(Ordering::SeqCst), 1, "the repeat's events");
     two.execute(stream.clone(), restock(&sku, 1)).await.unwrap();
-    assert!(log.reads.load(Ordering::SeqCst) > 0);
+    assert!(log.reads.load(Ordering::SeqCst) > 1);
     assert_eq!(two.load(&stream).await.unwrap().state.available, 7);
     assert_eq!(log.appends.load(Ordering::SeqCst), 4);
 }

@@ -366,6 +366,20 @@ fn events_of_other_orders_and_unrelated_events_are_ignored() {
 }
 
 #[test]
+fn every_outside_trigger_is_an_event_type_of_the_catalogue() {
+    let known: Vec<(&str, &str)> = crate::catalogue::event_types()
+        .into_iter()
+        .map(|info| (info.category, info.event_type))
+        .collect();
+    for trigger in OUTSIDE_TRIGGERS {
+        assert!(
+            known.contains(trigger),
+            "{trigger:?} is not in the catalogue"
+        );
+    }
+}
+
+#[test]
 fn events_before_the_order_was_placed_are_ignored() {
     let trigger = Trigger {
         event_id: Uuid::from_u128(1),
@@ -437,11 +451,15 @@ mod properties {
             token in token(),
             steps in proptest::collection::vec(step(), 0..60),
             finish_delivery in any::<bool>(),
+            answers_only in any::<bool>(),
         ) {
             let names = ["A", "B", "C"];
             let stock: Vec<(&str, i64)> = names.iter().copied().zip(stock).collect();
             let lines: Vec<(&str, i64)> = names.iter().copied().zip(quantities).collect();
             let mut world = World::with_stock(&stock);
+            // As the saga service runs: its commands' events come back as
+            // answers, the broker brings only the outside triggers.
+            world.answers_only = answers_only;
             world.place(&lines, token);
             for step in steps {
                 match step {

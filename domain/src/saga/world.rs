@@ -52,6 +52,10 @@ pub(crate) struct World {
     pub sent: Vec<SagaCommand>,
     /// Commands the targets refused, with the error code.
     pub refusals: Vec<(SagaCommand, &'static str)>,
+    /// The saga service as it runs: a command's events go to the saga as
+    /// its answer, at once, and the broker brings only
+    /// [`saga::OUTSIDE_TRIGGERS`] (docs/adr/0014).
+    pub answers_only: bool,
     clock: u64,
 }
 
@@ -88,6 +92,19 @@ impl World {
         self.inbox.push_back(trigger);
     }
 
+    /// Records an event nobody's command to the saga caused (a customer's,
+    /// an admin's): with `answers_only`, it must be one the saga is bound for.
+    fn record_outside(&mut self, event: DomainEvent) {
+        if self.answers_only {
+            assert!(
+                saga::is_outside_trigger(&event),
+                "{} is not among the saga's outside triggers",
+                event.event_type()
+            );
+        }
+        self.record(event);
+    }
+
     /// Places the order (lines of `(sku, quantity)` at 10.00 each).
     pub fn place(&mut self, lines: &[(&str, i64)], token: &str) {
         let command = order::Command::Place {
@@ -107,13 +124,17 @@ impl World {
             placed_at: time(0),
         };
         let events = order::decide(&self.order, command).unwrap();
-        self.apply_order(events);
+        self.apply_order(events, true);
     }
 
-    fn apply_order(&mut self, events: Vec<order::Event>) {
+    fn apply_order(&mut self, events: Vec<order::Event>, outside: bool) {
         for event in events {
             self.order = order::evolve(std::mem::take(&mut self.order), &event);
-            self.record(DomainEvent::Order(event));
+            if outside {
+                self.record_outside(DomainEvent::Order(event));
+            } else {
+                self.record(DomainEvent::Order(event));
+            }
         }
     }
 
@@ -124,21 +145,25 @@ impl World {
             at: time(self.clock),
         };
         let events = order::decide(&self.order, command)?;
-        self.apply_order(events);
+        self.apply_order(events, true);
         Ok(())
     }
 
     /// An admin runs a shipment command (dispatch, confirm delivery).
     pub fn admin_ships(&mut self, command: shipment::Command) -> Result<(), shipment::Error> {
         let events = shipment::decide(&self.shipment, command)?;
-        self.apply_shipment(events);
+        self.apply_shipment(events, true);
         Ok(())
     }
 
-    fn apply_shipment(&mut self, events: Vec<shipment::Event>) {
+    fn apply_shipment(&mut self, events: Vec<shipment::Event>, outside: bool) {
         for event in events {
             self.shipment = shipment::evolve(std::mem::take(&mut self.shipment), &event);
-            self.record(DomainEvent::Shipment(event));
+            if outside {
+                self.record_outside(DomainEvent::Shipment(event));
+            } else {
+                self.record(DomainEvent::Shipment(event));
+            }
         }
     }
 
@@ -192,6 +217,17 @@ impl World {
     }
 
     fn execute_command(&mut self, command: SagaCommand) {
+        let before = self.inbox.len();
+        self.run_command(command);
+        if self.answers_only {
+            let answered: Vec<Trigger> = self.inbox.drain(before..).collect();
+            for trigger in answered {
+                self.deliver(trigger);
+            }
+        }
+    }
+
+    fn run_command(&mut self, command: SagaCommand) {
         let refused = |error: &dyn crate::decider::DomainError| error.code();
         let outcome = match command.command.clone() {
             TargetCommand::Stock(stock_command) => {
@@ -234,7 +270,7 @@ impl World {
             TargetCommand::Order(order_command) => {
                 match order::decide(&self.order, order_command) {
                     Ok(events) => {
-                        self.apply_order(events);
+                        self.apply_order(events, false);
                         Ok(())
                     }
                     Err(error) => Err(refused(&error)),
@@ -243,7 +279,7 @@ impl World {
             TargetCommand::Shipment(shipment_command) => {
                 match shipment::decide(&self.shipment, shipment_command) {
                     Ok(events) => {
-                        self.apply_shipment(events);
+                        self.apply_shipment(events, false);
                         Ok(())
                     }
                     Err(error) => Err(refused(&error)),
