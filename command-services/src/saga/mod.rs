@@ -22,7 +22,10 @@
 //! dies halfway gets it again, re-sends the recorded commands, and follows
 //! the same answers. It remembers the triggers it has fully handled, so one
 //! that the broker brings anyway (a queue bound the old way, a cancellation
-//! the saga itself asked for) is only acknowledged.
+//! the saga itself asked for) is only acknowledged. A trigger the domain
+//! never decides on (`domain::saga::may_react_to`: an order confirmed,
+//! shipped or delivered, a reservation committed) is acknowledged without
+//! loading the order's saga state, which would cost a store read.
 //!
 //! Ordering (DESIGN.md guarantee 5): deliveries of one order are handled in
 //! sequence, sorted by global position. For the per-order streams
@@ -747,6 +750,11 @@ impl Saga {
         let Some(order_id) = saga::order_id_of(&trigger.event) else {
             return Ok((Handled::Done, Vec::new()));
         };
+        if !saga::may_react_to(&trigger.event) {
+            // Nothing to decide, whatever the state: no need to load it.
+            metrics::counter!("saga_triggers_without_decision_total").increment(1);
+            return Ok((Handled::Done, Vec::new()));
+        }
         let trigger_id = trigger.event_id;
         let stream = saga::stream_name(&order_id);
         let key = match IdempotencyKey::parse(&format!("saga:{trigger_id}")) {

@@ -179,6 +179,11 @@ impl World {
     /// Delivers one trigger to the saga and queues the commands it sends.
     pub fn deliver(&mut self, trigger: Trigger) {
         let reaction = react(&self.saga, &trigger);
+        assert!(
+            saga::may_react_to(&trigger.event) || reaction.events.is_empty(),
+            "the saga decided on {}, which may_react_to says it never does",
+            trigger.event.event_type()
+        );
         for event in &reaction.events {
             self.saga = saga::evolve(std::mem::take(&mut self.saga), event);
         }
