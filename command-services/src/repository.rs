@@ -802,16 +802,13 @@ fn as_recorded(
     events
         .into_iter()
         .enumerate()
-        .map(|(index, event)| RecordedEvent {
-            stream: stream.to_owned(),
-            version: first_version + index as u64,
-            position: appended.first_position + index as u64,
-            event_id: event.event_id,
-            event_type: event.event_type,
-            schema_version: event.schema_version,
-            recorded_at,
-            data: event.data,
-            metadata: event.metadata,
+        .map(|(index, event)| {
+            event.into_recorded(
+                stream.to_owned(),
+                first_version + index as u64,
+                appended.first_position + index as u64,
+                recorded_at,
+            )
         })
         .collect()
 }

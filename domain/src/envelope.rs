@@ -24,6 +24,30 @@ pub struct NewEvent {
     pub metadata: String,
 }
 
+impl NewEvent {
+    /// The event as the store records it: at `version` of `stream`, at
+    /// global `position`, at `recorded_at`.
+    pub fn into_recorded(
+        self,
+        stream: String,
+        version: u64,
+        position: u64,
+        recorded_at: DateTime<Utc>,
+    ) -> RecordedEvent {
+        RecordedEvent {
+            stream,
+            version,
+            position,
+            event_id: self.event_id,
+            event_type: self.event_type,
+            schema_version: self.schema_version,
+            recorded_at,
+            data: self.data,
+            metadata: self.metadata,
+        }
+    }
+}
+
 /// An event as the store recorded it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordedEvent {

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use domain::codec;
-use domain::envelope::{stream_category, RecordedEvent};
+use domain::envelope::stream_category;
 use parking_lot::RwLock;
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
@@ -280,17 +280,12 @@ impl Writer {
         let buf_start = self.buf.len();
         let mut written = Vec::with_capacity(append.events.len());
         for (i, (event, hash)) in append.events.into_iter().enumerate() {
-            let record = RecordedEvent {
-                stream: append.stream.clone(),
-                version: first_version + i as u64,
-                position: first_position + i as u64,
-                event_id: event.event_id,
-                event_type: event.event_type,
-                schema_version: event.schema_version,
+            let record = event.into_recorded(
+                append.stream.clone(),
+                first_version + i as u64,
+                first_position + i as u64,
                 recorded_at,
-                data: event.data,
-                metadata: event.metadata,
-            };
+            );
             let payload = match codec::encode(&record) {
                 Ok(payload) => payload,
                 Err(error) => {
