@@ -75,11 +75,12 @@ pub const CATEGORIES: &[&str] = &[
     saga::STREAM_CATEGORY,
 ];
 
-/// Categories whose events are their writer's own record, kept in the store
-/// and not published on the bus (docs/adr/0012): the fulfillment saga's
-/// decisions. No consumer binds them; a reader that wants them reads the
-/// store (`GET /streams/fulfillment-<order>`, `GET /all`).
-pub const UNPUBLISHED_CATEGORIES: &[&str] = &[saga::STREAM_CATEGORY];
+/// Categories whose events no consumer takes from the bus, kept in the store
+/// and not published (docs/adr/0012): the fulfillment saga's decisions, and
+/// payments, which only the saga reacts to, from its commands' answers
+/// (docs/adr/0014). A reader that wants them reads the store
+/// (`GET /streams/payment-<order>`, `GET /all`).
+pub const UNPUBLISHED_CATEGORIES: &[&str] = &[saga::STREAM_CATEGORY, payment::STREAM_CATEGORY];
 
 /// The event types of a category, if it is one of ours.
 pub fn types_of(category: &str) -> Option<&'static [&'static str]> {

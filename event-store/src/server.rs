@@ -80,13 +80,14 @@ pub struct EventStoreConfig {
     #[arg(long, env = "SHOP_INDEX_CACHE_MB", default_value_t = DEFAULT_INDEX_CACHE_MB)]
     pub index_cache_mb: u64,
     /// Stream categories the relay does not publish, comma-separated: their
-    /// events stay in the store only (docs/adr/0012). `--unpublished ''`
+    /// events stay in the store only (docs/adr/0012; by default the saga's
+    /// record and payments, which no queue is bound for). `--unpublished ''`
     /// publishes every category.
     #[arg(
         long,
         env = "SHOP_UNPUBLISHED",
         value_delimiter = ',',
-        default_value = domain::saga::STREAM_CATEGORY
+        default_value = "fulfillment,payment"
     )]
     pub unpublished: Vec<String>,
     /// The most long polls (`GET /all?wait_ms=`) waiting at once; the next
@@ -810,7 +811,7 @@ mod tests {
                 .relay_options()
                 .unpublished
         };
-        assert_eq!(unpublished(&[]), ["fulfillment"]);
+        assert_eq!(unpublished(&[]), ["fulfillment", "payment"]);
         assert_eq!(
             unpublished(&[]),
             crate::relay::RelayOptions::default().unpublished
@@ -819,7 +820,7 @@ mod tests {
             EventStoreConfig::for_data_dir("d")
                 .relay_options()
                 .unpublished,
-            ["fulfillment"]
+            ["fulfillment", "payment"]
         );
         assert!(unpublished(&["--unpublished", ""]).is_empty());
         assert_eq!(

@@ -261,8 +261,9 @@ struct RecentTriggers {
 }
 
 impl RecentTriggers {
-    /// How many it keeps: at 300 orders/s and four triggers an order, the
-    /// last ~40 s, more than the broker takes to bring a handled answer.
+    /// How many it keeps: at 300 orders/s and five triggers an order, the
+    /// last ~30 s, well beyond what the broker takes to redeliver after a
+    /// reconnect or to bring the saga's own `cancel-order`'s event.
     const CAPACITY: usize = 50_000;
 
     fn insert(&mut self, id: uuid::Uuid) {

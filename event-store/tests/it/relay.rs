@@ -463,7 +463,11 @@ async fn unpublished_categories_stay_in_the_store(
         read_batch: 2,
         ..fast_retries()
     };
-    assert_eq!(options.unpublished, ["fulfillment"], "the default");
+    assert_eq!(
+        options.unpublished,
+        domain::catalogue::UNPUBLISHED_CATEGORIES,
+        "the default"
+    );
     let (mut checkpoint, shutdown, relay) = start_relay(&store, transport.clone(), options);
 
     // The checkpoint reaches the head, past the unpublished tail too...
