@@ -6,9 +6,11 @@
 //! stream, runs the domain's `decide`, and appends the events with the
 //! expected version, retrying on a conflict (see [`repository`]). Event ids
 //! are derived from the `Idempotency-Key` header, so a retried command has
-//! one effect. The saga consumes order, stock, payment and shipment events
-//! from its own queue, runs `domain::saga`, records its decisions in
-//! `fulfillment-<order>` and sends the commands they ask for.
+//! one effect. With `Prefer: return=representation` the answer carries the
+//! command's events as stored. The saga consumes the events no command of
+//! its own causes from its own queue, runs `domain::saga`, records its
+//! decisions in `fulfillment-<order>`, sends the commands they ask for and
+//! handles the events those answer with (docs/adr/0014).
 //!
 //! Layout:
 //! - [`config`]: [`ServiceName`] and [`ServiceConfig`] (clap flags and env);
