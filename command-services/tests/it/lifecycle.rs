@@ -29,13 +29,7 @@ async fn cancellation_reason(system: &TestSystem, order_id: &str) -> Option<Canc
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_paid_with_tok_visa_is_confirmed_shipped_and_delivered() {
     with_system(true, |system| async move {
-        system.add_product("MUG", 1200).await;
-        system.restock("MUG", 5).await;
-        let customer = system.register().await;
-        let order = system
-            .place_order(&customer, &[("MUG", 2)], "tok_visa")
-            .await
-            .id();
+        let (_, order) = system.stocked_order("MUG", 1200, 5, 2, "tok_visa").await;
         system.wait_for_status(&order, Status::Confirmed).await;
         let held = stock(&system, "MUG").await;
         assert_eq!((held.available, held.reserved), (3, 2));
@@ -103,13 +97,9 @@ async fn an_order_with_a_short_line_is_cancelled_out_of_stock_and_its_other_line
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_declined_card_cancels_the_order_payment_declined_and_releases_its_stock() {
     with_system(true, |system| async move {
-        system.add_product("HAT", 2500).await;
-        system.restock("HAT", 4).await;
-        let customer = system.register().await;
-        let order = system
-            .place_order(&customer, &[("HAT", 1)], "tok_chargeDeclined")
-            .await
-            .id();
+        let (_, order) = system
+            .stocked_order("HAT", 2500, 4, 1, "tok_chargeDeclined")
+            .await;
         system.wait_for_status(&order, Status::Cancelled).await;
         assert_eq!(
             cancellation_reason(&system, &order).await,
@@ -129,13 +119,9 @@ async fn a_declined_card_cancels_the_order_payment_declined_and_releases_its_sto
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_processing_error_is_retried_until_the_payment_is_authorized() {
     with_system(true, |system| async move {
-        system.add_product("BAG", 6000).await;
-        system.restock("BAG", 1).await;
-        let customer = system.register().await;
-        let order = system
-            .place_order(&customer, &[("BAG", 1)], "tok_processingError")
-            .await
-            .id();
+        let (_, order) = system
+            .stocked_order("BAG", 6000, 1, 1, "tok_processingError")
+            .await;
         system.wait_for_status(&order, Status::Confirmed).await;
         let paid = payment(&system, &order).await;
         assert_eq!(paid.status, payment::Status::Authorized);
@@ -150,13 +136,7 @@ async fn a_processing_error_is_retried_until_the_payment_is_authorized() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_customer_cancelling_before_dispatch_gets_the_payment_voided_and_the_stock_back() {
     with_system(true, |system| async move {
-        system.add_product("CUP", 800).await;
-        system.restock("CUP", 3).await;
-        let customer = system.register().await;
-        let order = system
-            .place_order(&customer, &[("CUP", 3)], "tok_visa")
-            .await
-            .id();
+        let (customer, order) = system.stocked_order("CUP", 800, 3, 3, "tok_visa").await;
         system.wait_for_status(&order, Status::Confirmed).await;
         let cancelled = system
             .call(ServiceName::Orders, "cancel-order")
@@ -201,13 +181,7 @@ async fn a_customer_cancelling_before_dispatch_gets_the_payment_voided_and_the_s
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_customer_cancelling_after_dispatch_is_refused_already_shipped() {
     with_system(true, |system| async move {
-        system.add_product("BOX", 300).await;
-        system.restock("BOX", 2).await;
-        let customer = system.register().await;
-        let order = system
-            .place_order(&customer, &[("BOX", 1)], "tok_visa")
-            .await
-            .id();
+        let (customer, order) = system.stocked_order("BOX", 300, 2, 1, "tok_visa").await;
         system.wait_for_status(&order, Status::Confirmed).await;
         system
             .call(ServiceName::Shipping, "dispatch-shipment")

@@ -299,6 +299,27 @@ impl TestSystem {
             .id()
     }
 
+    /// A product `sku` at `price_cents` with `units` in stock, a new
+    /// customer, and their order of `quantity` of it paid with `token`:
+    /// (customer id, order id).
+    pub async fn stocked_order(
+        &self,
+        sku: &str,
+        price_cents: i64,
+        units: i64,
+        quantity: i64,
+        token: &str,
+    ) -> (String, String) {
+        self.add_product(sku, price_cents).await;
+        self.restock(sku, units).await;
+        let customer = self.register().await;
+        let order = self
+            .place_order(&customer, &[(sku, quantity)], token)
+            .await
+            .id();
+        (customer, order)
+    }
+
     /// Places an order as its customer; returns the answer.
     pub async fn place_order(&self, customer: &str, lines: &[(&str, i64)], token: &str) -> Answer {
         let lines: Vec<Value> = lines

@@ -88,13 +88,7 @@ async fn type_counts(system: &TestSystem, stream: &str) -> BTreeMap<String, usiz
 async fn the_saga_confirms_an_order_from_its_commands_answers_alone_and_a_repeated_delivery_changes_nothing(
 ) {
     with_system(false, |mut system| async move {
-        system.add_product("FAST", 700).await;
-        system.restock("FAST", 5).await;
-        let customer = system.register().await;
-        let order = system
-            .place_order(&customer, &[("FAST", 1)], "tok_visa")
-            .await
-            .id();
+        let (_, order) = system.stocked_order("FAST", 700, 5, 1, "tok_visa").await;
         let transport: SharedTransport = Arc::new(MemoryTransport::new(unique_namespace()));
         system
             .cluster

@@ -18,13 +18,7 @@ use crate::{eventually, unique_namespace, with_system};
 async fn a_cancellation_delivered_before_its_order_is_applied_after_it_and_repeats_change_nothing()
 {
     with_system(false, |mut system| async move {
-        system.add_product("GAP", 500).await;
-        system.restock("GAP", 5).await;
-        let customer = system.register().await;
-        let order = system
-            .place_order(&customer, &[("GAP", 1)], "tok_visa")
-            .await
-            .id();
+        let (customer, order) = system.stocked_order("GAP", 500, 5, 1, "tok_visa").await;
         system
             .call(ServiceName::Orders, "cancel-order")
             .actor(&customer)
