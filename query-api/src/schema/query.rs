@@ -42,11 +42,11 @@ const DEFAULT_WAIT_MS: i32 = 5_000;
 
 /// The order once its status is one of `statuses`, or as it is after `wait`.
 ///
-/// Reads the orders projector's position of the order's stream, then the
-/// document (so the document is never older than the position), and, while
-/// the status is not wanted, asks the projector to answer once it applies the
-/// stream's next version (a long poll), and reads again. Someone else's
-/// order is refused at the first read, before any wait.
+/// Asks the orders projector for the document once it has applied the
+/// order's stream at all (a long poll, answered at once when it has), with
+/// the stream's version it read with it; while the status is not wanted,
+/// asks again for the next version. Someone else's order is refused at the
+/// first answer that holds it, before any further wait.
 async fn wait_for_status(
     ctx: &Context<'_>,
     order_id: &str,
@@ -55,10 +55,12 @@ async fn wait_for_status(
 ) -> Result<Option<Arc<OrderDoc>>, GatewayError> {
     let gateway = gateway(ctx)?;
     let deadline = Instant::now() + wait;
-    // First the order as it is; then, each time, the order once the view
-    // has applied the next event of its stream (one long poll that answers
-    // with the document).
-    let mut min_version: Option<u64> = None;
+    // First the order as soon as the view has any of it (at once if it has;
+    // right after a mutation it often has not, and asking without a wait
+    // would only cost a round trip); then, each time, the order once the
+    // view has applied the next event of its stream (one long poll that
+    // answers with the document).
+    let mut min_version: Option<u64> = Some(0);
     let mut pause = Duration::from_millis(2).min(gateway.wait.poll_interval);
     loop {
         let asked = Instant::now();
