@@ -45,9 +45,11 @@ pub fn wants_events(headers: &HeaderMap) -> bool {
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
         .any(|preference| {
-            preference
-                .trim()
-                .eq_ignore_ascii_case(RETURN_REPRESENTATION)
+            // A preference may carry parameters after `;` (RFC 7240).
+            let name = preference.split(';').next().unwrap_or_default();
+            name.split('=')
+                .map(str::trim)
+                .eq(RETURN_REPRESENTATION.split('='))
         })
 }
 
@@ -375,6 +377,23 @@ impl Input {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_events_are_asked_for_with_prefer_return_representation_among_other_preferences() {
+        let asks = |values: &[&str]| {
+            let mut headers = axum::http::HeaderMap::new();
+            for value in values {
+                headers.append("prefer", value.parse().unwrap());
+            }
+            super::wants_events(&headers)
+        };
+        assert!(asks(&["return=representation"]));
+        assert!(asks(&["respond-async, return = representation; x=1"]));
+        assert!(asks(&["wait=5", "return=representation"]));
+        assert!(!asks(&[]));
+        assert!(!asks(&["return=minimal"]));
+        assert!(!asks(&["return=representation-ish"]));
+    }
+
     use super::*;
     use axum::http::HeaderValue;
 
