@@ -38,18 +38,10 @@ async fn an_order_paid_with_tok_visa_is_confirmed_shipped_and_delivered() {
             payment::Status::Authorized
         );
 
-        let dispatched = system
-            .call(ServiceName::Shipping, "dispatch-shipment")
-            .actor("admin")
-            .send(json!({"order_id": order}))
-            .await;
+        let dispatched = system.admin_ships("dispatch-shipment", &order).await;
         assert_eq!(dispatched.status, 200, "{dispatched:?}");
         system.wait_for_status(&order, Status::Shipped).await;
-        let delivered = system
-            .call(ServiceName::Shipping, "confirm-delivery")
-            .actor("admin")
-            .send(json!({"order_id": order}))
-            .await;
+        let delivered = system.admin_ships("confirm-delivery", &order).await;
         assert_eq!(delivered.status, 200, "{delivered:?}");
         system.wait_for_status(&order, Status::Delivered).await;
         system.wait_until_settled(&order).await;
@@ -164,11 +156,7 @@ async fn a_customer_cancelling_before_dispatch_gets_the_payment_voided_and_the_s
             Some(domain::shipment::Status::Cancelled)
         );
         // The cancelled shipment cannot be dispatched any more.
-        let dispatch = system
-            .call(ServiceName::Shipping, "dispatch-shipment")
-            .actor("admin")
-            .send(json!({"order_id": order}))
-            .await;
+        let dispatch = system.admin_ships("dispatch-shipment", &order).await;
         assert_eq!(
             (dispatch.status, dispatch.code()),
             (409, "shipment_cancelled")
@@ -183,12 +171,7 @@ async fn a_customer_cancelling_after_dispatch_is_refused_already_shipped() {
     with_system(true, |system| async move {
         let (customer, order) = system.stocked_order("BOX", 300, 2, 1, "tok_visa").await;
         system.wait_for_status(&order, Status::Confirmed).await;
-        system
-            .call(ServiceName::Shipping, "dispatch-shipment")
-            .actor("admin")
-            .send(json!({"order_id": order}))
-            .await
-            .id();
+        system.admin_ships("dispatch-shipment", &order).await.id();
         system.wait_for_status(&order, Status::Shipped).await;
         let refused = system
             .call(ServiceName::Orders, "cancel-order")

@@ -320,6 +320,27 @@ impl TestSystem {
         (customer, order)
     }
 
+    /// Starts the saga over an in-process transport of its own, with no
+    /// relay: the test publishes what the broker would bring, and when.
+    pub async fn start_saga_on_memory(&mut self) -> SharedTransport {
+        let transport: SharedTransport =
+            Arc::new(messaging::MemoryTransport::new(unique_namespace()));
+        self.cluster
+            .start_saga(Arc::clone(&transport))
+            .await
+            .unwrap();
+        transport
+    }
+
+    /// Runs a shipping command (`dispatch-shipment`, `confirm-delivery`) for
+    /// `order` as the admin; returns the answer.
+    pub async fn admin_ships(&self, command: &str, order: &str) -> Answer {
+        self.call(ServiceName::Shipping, command)
+            .actor("admin")
+            .send(json!({"order_id": order}))
+            .await
+    }
+
     /// Places an order as its customer; returns the answer.
     pub async fn place_order(&self, customer: &str, lines: &[(&str, i64)], token: &str) -> Answer {
         let lines: Vec<Value> = lines

@@ -4,17 +4,16 @@
 //! transport, so the test decides what the broker brings, and when.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use command_services::saga::fulfillment::Fulfillment;
 use command_services::ServiceName;
 use domain::envelope::RecordedEvent;
 use domain::order::Status;
-use messaging::{MemoryTransport, OutgoingMessage, SharedTransport};
+use messaging::OutgoingMessage;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::{eventually, unique_namespace, with_system, TestSystem};
+use crate::{eventually, with_system, TestSystem};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_asked_for_its_events_answers_with_them_exactly_as_stored() {
@@ -89,12 +88,7 @@ async fn the_saga_confirms_an_order_from_its_commands_answers_alone_and_a_repeat
 ) {
     with_system(false, |mut system| async move {
         let (_, order) = system.stocked_order("FAST", 700, 5, 1, "tok_visa").await;
-        let transport: SharedTransport = Arc::new(MemoryTransport::new(unique_namespace()));
-        system
-            .cluster
-            .start_saga(Arc::clone(&transport))
-            .await
-            .unwrap();
+        let transport = system.start_saga_on_memory().await;
         let mut publisher = transport.publisher().await.unwrap();
         let publish =
             |event: &RecordedEvent| OutgoingMessage::for_event(event, Uuid::nil()).unwrap();
@@ -149,11 +143,7 @@ async fn the_saga_confirms_an_order_from_its_commands_answers_alone_and_a_repeat
                 published
             );
         }
-        let dispatched = system
-            .call(ServiceName::Shipping, "dispatch-shipment")
-            .actor("admin")
-            .send(json!({"order_id": order}))
-            .await;
+        let dispatched = system.admin_ships("dispatch-shipment", &order).await;
         assert_eq!(dispatched.status, 200, "{dispatched:?}");
         let shipment = system.events(&format!("shipment-{order}")).await;
         publisher

@@ -3,16 +3,14 @@
 //! seen twice has one effect. Deliveries are injected by hand through the
 //! in-process transport, so their order is the test's to choose.
 
-use std::sync::Arc;
-
 use command_services::saga::fulfillment::Fulfillment;
 use command_services::ServiceName;
 use domain::saga::Phase;
-use messaging::{MemoryTransport, OutgoingMessage, SharedTransport};
+use messaging::OutgoingMessage;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::{eventually, unique_namespace, with_system};
+use crate::{eventually, with_system};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancellation_delivered_before_its_order_is_applied_after_it_and_repeats_change_nothing()
@@ -25,12 +23,7 @@ async fn a_cancellation_delivered_before_its_order_is_applied_after_it_and_repea
             .send(json!({"order_id": order}))
             .await
             .id();
-        let transport: SharedTransport = Arc::new(MemoryTransport::new(unique_namespace()));
-        system
-            .cluster
-            .start_saga(Arc::clone(&transport))
-            .await
-            .unwrap();
+        let transport = system.start_saga_on_memory().await;
         let events = system.events(&format!("order-{order}")).await;
         assert_eq!(events.len(), 2);
         let message =
