@@ -114,11 +114,6 @@ pub fn may_react_to(event: &DomainEvent) -> bool {
     }
 }
 
-/// Whether the saga needs `event` from the broker (see [`OUTSIDE_TRIGGERS`]).
-pub fn is_outside_trigger(event: &DomainEvent) -> bool {
-    OUTSIDE_TRIGGERS.contains(&(event.category(), event.event_type()))
-}
-
 /// How many authorization attempts the saga makes before giving up.
 pub const MAX_PAYMENT_ATTEMPTS: u32 = payment::MAX_ATTEMPTS;
 

@@ -3,9 +3,12 @@
 //! A command is sent until it is accepted (2xx) or definitively refused (a
 //! 4xx other than 408 and 429): a refusal is a business answer the saga does
 //! not wait on (its outcome, if any, arrives as an event). Everything else —
-//! a service down, a 5xx, a 503 from a store outage, a timeout — is retried
-//! with capped exponential backoff, for as long as it takes, unless the saga
-//! is shutting down; then the caller leaves the message unacknowledged.
+//! a service down, a 5xx, a 503 from a store outage, a timeout, an accepted
+//! answer without its events — is retried with capped exponential backoff,
+//! for as long as it takes, unless the saga is shutting down; then the
+//! caller leaves the message unacknowledged. Each command asks for its
+//! events in the answer (`Prefer: return=representation`): they are how the
+//! saga learns what the command caused (docs/adr/0014).
 
 use std::time::Duration;
 
@@ -47,8 +50,8 @@ impl ServiceUrls {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Delivered {
     /// The service accepted it (or it was an idempotent repeat), with the
-    /// events it appended as the store recorded them (none for a repeat or
-    /// a no-op, or from a service that does not return them).
+    /// events it appended as the store recorded them (for a repeat, the
+    /// first try's; none for a no-op).
     Accepted {
         /// The command's events, in order.
         events: Vec<RecordedEvent>,
@@ -167,7 +170,6 @@ pub fn http_form(command: &SagaCommand) -> (&'static str, Value) {
 /// The part of an accepted command's answer the saga reads.
 #[derive(serde::Deserialize)]
 struct Answer {
-    #[serde(default)]
     events: Vec<RecordedEvent>,
 }
 
@@ -226,39 +228,45 @@ impl Dispatcher {
                 Ok(response) => {
                     let status = response.status();
                     if status.is_success() {
-                        metrics::counter!("saga_commands_total", "command" => name, "outcome" => "accepted").increment(1);
-                        // The events are a shortcut: an answer without them
-                        // (or unreadable) only means waiting for the broker.
-                        let events = response
-                            .json::<Answer>()
-                            .await
-                            .map(|answer| answer.events)
+                        // The saga learns what the command caused only from
+                        // this answer (docs/adr/0014): one it cannot read is
+                        // asked again, which the service answers as a repeat.
+                        match response.json::<Answer>().await {
+                            Ok(answer) => {
+                                metrics::counter!("saga_commands_total", "command" => name, "outcome" => "accepted").increment(1);
+                                return Ok(Delivered::Accepted {
+                                    events: answer.events,
+                                });
+                            }
+                            Err(error) => {
+                                format!("{} with an unreadable answer: {error}", status.as_u16())
+                            }
+                        }
+                    } else {
+                        let retryable = status.is_server_error()
+                            || status == reqwest::StatusCode::REQUEST_TIMEOUT
+                            || status == reqwest::StatusCode::TOO_MANY_REQUESTS;
+                        let text = response.text().await.unwrap_or_default();
+                        let code = serde_json::from_str::<Value>(&text)
+                            .ok()
+                            .and_then(|body| body["error"].as_str().map(str::to_owned))
                             .unwrap_or_default();
-                        return Ok(Delivered::Accepted { events });
+                        if !retryable {
+                            tracing::warn!(
+                                command = name,
+                                order_id = %command.order_id,
+                                status = status.as_u16(),
+                                code,
+                                "a saga command was refused"
+                            );
+                            metrics::counter!("saga_commands_total", "command" => name, "outcome" => "refused").increment(1);
+                            return Ok(Delivered::Refused {
+                                status: status.as_u16(),
+                                code,
+                            });
+                        }
+                        format!("{} {code}", status.as_u16())
                     }
-                    let retryable = status.is_server_error()
-                        || status == reqwest::StatusCode::REQUEST_TIMEOUT
-                        || status == reqwest::StatusCode::TOO_MANY_REQUESTS;
-                    let text = response.text().await.unwrap_or_default();
-                    let code = serde_json::from_str::<Value>(&text)
-                        .ok()
-                        .and_then(|body| body["error"].as_str().map(str::to_owned))
-                        .unwrap_or_default();
-                    if !retryable {
-                        tracing::warn!(
-                            command = name,
-                            order_id = %command.order_id,
-                            status = status.as_u16(),
-                            code,
-                            "a saga command was refused"
-                        );
-                        metrics::counter!("saga_commands_total", "command" => name, "outcome" => "refused").increment(1);
-                        return Ok(Delivered::Refused {
-                            status: status.as_u16(),
-                            code,
-                        });
-                    }
-                    format!("{} {code}", status.as_u16())
                 }
                 Err(error) => error.to_string(),
             };
@@ -270,5 +278,80 @@ impl Dispatcher {
                 _ = shutdown.wait() => return Err(ShuttingDown),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use axum::routing::post;
+    use domain::saga::{SagaCommand, Target, TargetCommand};
+    use domain::values::OrderId;
+    use messaging::Backoff;
+    use serde_json::json;
+    use service_runtime::shutdown::Shutdown;
+
+    use super::{Delivered, Dispatcher, ServiceUrls};
+
+    #[tokio::test]
+    async fn an_accepted_answer_without_its_events_is_asked_again_until_it_has_them() {
+        // A service that first answers 200 with a body the saga cannot use,
+        // then with the events, as a repeat would.
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&calls);
+        let app = axum::Router::new().route(
+            "/commands/confirm-order",
+            post(move |headers: axum::http::HeaderMap| {
+                let counter = Arc::clone(&counter);
+                async move {
+                    // Not asked for the events: a refusal the test sees.
+                    if headers
+                        .get("prefer")
+                        .is_none_or(|v| v != "return=representation")
+                    {
+                        return (axum::http::StatusCode::BAD_REQUEST, axum::Json(json!({})));
+                    }
+                    let body = match counter.fetch_add(1, Ordering::SeqCst) {
+                        0 => json!({"id": "x"}),
+                        _ => json!({"id": "x", "events": []}),
+                    };
+                    (axum::http::StatusCode::OK, axum::Json(body))
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let urls = ServiceUrls {
+            orders: url.clone(),
+            payments: url.clone(),
+            inventory: url.clone(),
+            shipping: url,
+        };
+        let dispatcher = Dispatcher::new(
+            urls,
+            Backoff {
+                initial: Duration::from_millis(5),
+                max: Duration::from_millis(20),
+            },
+        );
+        let command = SagaCommand {
+            target: Target::Orders,
+            order_id: OrderId::from_uuid(uuid::Uuid::from_u128(1)),
+            command: TargetCommand::Order(domain::order::Command::Confirm {
+                at: chrono::Utc::now(),
+            }),
+            idempotency_key: "saga:test".to_owned(),
+        };
+        let delivered = dispatcher
+            .send(&command, None, uuid::Uuid::nil(), &Shutdown::new())
+            .await
+            .unwrap();
+        assert_eq!(delivered, Delivered::Accepted { events: Vec::new() });
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        server.abort();
     }
 }
