@@ -71,6 +71,14 @@ pub trait Projection: Send + Sync + 'static {
             .transpose()
     }
 
+    /// The layout version of its documents: raised whenever a new version
+    /// of the code stores documents in a way the old one did not (other
+    /// collections, keys or shapes). A projector that finds a database of
+    /// another layout rebuilds it from the event store.
+    fn layout(&self) -> u64 {
+        1
+    }
+
     /// Whether it consumes streams of `category`.
     fn wants(&self, category: &str) -> bool {
         self.categories().contains(&category)

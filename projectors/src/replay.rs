@@ -170,6 +170,10 @@ pub async fn rebuild_with(
         .clamp(1, targets.len().max(1));
     let mut weighed = Vec::with_capacity(targets.len());
     for target in targets {
+        target
+            .db
+            .set_layout(target.projection.layout())
+            .context("cannot record the rebuilt view's layout")?;
         weighed.push((
             u64::from(weight(target.projection.name())),
             Fold::new(target)?,

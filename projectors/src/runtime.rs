@@ -240,7 +240,25 @@ impl Projector {
         let db_options = DbOptions {
             cache_bytes: settings.cache_bytes,
         };
-        let db = ViewDb::open(&path, db_options)?;
+        let mut db = ViewDb::open(&path, db_options)?;
+        let wanted = projection_for(name).layout();
+        if let Some(found) = db.layout_mismatch(wanted)? {
+            // Documents this code cannot read: start a new, empty
+            // generation; catching up from the store on start rebuilds it.
+            tracing::warn!(
+                projector = %name,
+                found,
+                wanted,
+                "the view's documents are laid out for another version of this projector; \
+                 rebuilding it from the event store"
+            );
+            let next = dir.next_generation()?;
+            let fresh = ViewDb::open(&next, db_options)?;
+            fresh.set_layout(wanted)?;
+            drop(std::mem::replace(&mut db, fresh));
+            dir.swap_to(&next)?;
+            dir.remove_stale()?;
+        }
         Ok(Self::with_db(
             name,
             Some(dir),

@@ -52,6 +52,8 @@ const META_STORE_ID: &str = "store_id";
 const META_SKIPPED: &str = "skipped";
 const META_EVENTS: &str = "events_applied";
 const META_SWEPT: &str = "swept_position";
+/// The layout version of the documents (see `Projection::layout`).
+const META_LAYOUT: &str = "layout";
 /// Events below this global position may have been applied without their
 /// stream's own position being written (a rebuild writes none, to be fast):
 /// 0 for a database that only ever applied events live, the rebuild's swept
@@ -417,6 +419,39 @@ impl ViewDb {
     /// a stream with no position has nothing applied if this is 0.
     pub fn untracked_below(&self) -> Result<u64, ViewError> {
         Ok(self.meta_u64(META_UNTRACKED_BELOW)?.unwrap_or(u64::MAX))
+    }
+
+    /// The layout version of the stored documents; `None` if none was
+    /// recorded (a database from before layouts were, or a fresh one).
+    pub fn layout(&self) -> Result<Option<u64>, ViewError> {
+        self.meta_u64(META_LAYOUT)
+    }
+
+    /// Records the layout version of the documents (durably).
+    pub fn set_layout(&self, layout: u64) -> Result<(), ViewError> {
+        self.db
+            .insert(meta_key(META_LAYOUT), &layout.to_be_bytes())?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Whether the documents are laid out as `wanted` says: `None` if they
+    /// are (a database with nothing applied yet takes `wanted` on), else the
+    /// layout they have. A database that applied events before layouts were
+    /// recorded has layout 1.
+    pub fn layout_mismatch(&self, wanted: u64) -> Result<Option<u64>, ViewError> {
+        let found = match self.layout()? {
+            Some(found) => found,
+            None => {
+                let meta = self.meta()?;
+                if meta.applied_position.is_none() && meta.swept_position.is_none() {
+                    self.set_layout(wanted)?;
+                    return Ok(None);
+                }
+                1
+            }
+        };
+        Ok((found != wanted).then_some(found))
     }
 
     /// The bookkeeping.
@@ -980,6 +1015,24 @@ mod tests {
 
     fn db() -> Arc<ViewDb> {
         Arc::new(ViewDb::temporary().unwrap())
+    }
+
+    #[test]
+    fn a_fresh_database_takes_the_wanted_layout_and_one_with_events_but_none_recorded_has_layout_one(
+    ) {
+        let fresh = db();
+        assert_eq!(fresh.layout_mismatch(3).unwrap(), None);
+        assert_eq!(fresh.layout().unwrap(), Some(3));
+        assert_eq!(fresh.layout_mismatch(4).unwrap(), Some(3));
+
+        let old = db();
+        let mut tx = old.begin().unwrap();
+        tx.upsert(COUNTERS, "a").unwrap().n += 1;
+        tx.mark_applied("counter-a", 0, 0);
+        tx.commit().unwrap();
+        assert_eq!(old.layout_mismatch(2).unwrap(), Some(1));
+        assert_eq!(old.layout_mismatch(1).unwrap(), None);
+        assert_eq!(old.layout().unwrap(), None, "nothing recorded for it");
     }
 
     #[test]

@@ -2,11 +2,16 @@
 //! confirmation, dispatch, delivery and cancellation. Sending them (mail,
 //! push) is out of scope; customers read them here.
 //!
-//! Each message is a document of its own, written once, under the key
-//! `<customer id>/<time, inverted><message id>`: a customer's messages are a
-//! prefix scan away, newest first, and whatever order the streams of their
-//! orders arrive in, the same keys hold the same messages. (One document per
-//! customer, rewritten whole for every new message, made rebuilds slow.)
+//! The messages about one order are one document, under the key
+//! `<customer id>/<order id>`: at most four messages, appended in the order
+//! of the order's own stream (which every delivery keeps), so whatever order
+//! the streams of different orders arrive in, the same keys hold the same
+//! documents. A customer's outbox is a prefix scan away; it is served
+//! newest first across their orders.
+//!
+//! (One document per customer, rewritten whole for every new message, made
+//! rebuilds slow; one document per message made three or four sled entries
+//! per order, which is what a rebuild's time goes into.)
 
 use chrono::{DateTime, Utc};
 use domain::{
@@ -23,8 +28,8 @@ use crate::{
     viewdb::{Collection, ViewDb, ViewError, ViewTx},
 };
 
-/// Every message, by `<customer id>/<inverted time><message id>`.
-pub const ITEMS: Collection<Notification> = Collection::new("notification_items");
+/// The messages about each order, by `<customer id>/<order id>`.
+pub const MESSAGES: Collection<OrderMessages> = Collection::new("notification_messages");
 
 /// What a message is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +60,13 @@ pub struct Notification {
     pub at: DateTime<Utc>,
 }
 
+/// The messages about one order, oldest first (a stored document).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderMessages {
+    /// The messages, in the order of the order's events.
+    pub items: Vec<Notification>,
+}
+
 /// A customer's messages, newest first (the served `notifications` document).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Outbox {
@@ -73,20 +85,19 @@ struct OrderNote {
 
 const ORDER_NOTES: Collection<OrderNote> = Collection::new("notification_orders");
 
-/// The key of a message: newest first within a customer, then by id.
-fn item_key(customer_id: &str, at: DateTime<Utc>, id: &str) -> String {
-    let nanos = at.timestamp_nanos_opt().unwrap_or(i64::MAX);
-    // Times before 1970 do not occur; clamp them to the oldest.
-    let inverted = u64::MAX - u64::try_from(nanos).unwrap_or(0);
-    format!("{customer_id}/{inverted:016x}{id}")
+/// The key of the messages about an order.
+fn messages_key(customer_id: &str, order_id: &str) -> String {
+    format!("{customer_id}/{order_id}")
 }
 
-/// A customer's messages, newest first; `None` if they have none.
+/// A customer's messages, newest first (ties by message id); `None` if
+/// they have none.
 pub fn outbox(db: &ViewDb, customer_id: &str) -> Result<Option<Outbox>, ViewError> {
     let mut items = Vec::new();
-    for item in db.scan_prefix(ITEMS, &format!("{customer_id}/")) {
-        items.push(item?.1);
+    for messages in db.scan_prefix(MESSAGES, &format!("{customer_id}/")) {
+        items.extend(messages?.1.items);
     }
+    items.sort_by(|a, b| b.at.cmp(&a.at).then_with(|| a.id.cmp(&b.id)));
     Ok((!items.is_empty()).then(|| Outbox {
         customer_id: customer_id.to_owned(),
         items,
@@ -116,6 +127,12 @@ impl Projection for Notifications {
 
     fn categories(&self) -> &'static [&'static str] {
         &[order::STREAM_CATEGORY]
+    }
+
+    /// 2: one document per order (`notification_messages`); 1 had one per
+    /// message (`notification_items`).
+    fn layout(&self) -> u64 {
+        2
     }
 
     fn views(&self) -> &'static [&'static str] {
@@ -168,15 +185,19 @@ impl Projection for Notifications {
             order::Event::OrderPlaced { .. } => return Ok(()),
         };
         let id = recorded.event_id.to_string();
-        let key = item_key(&note.customer_id, at, &id);
-        let item = Notification {
-            id,
-            order_id: order_id.clone(),
-            kind,
-            message,
-            at,
-        };
-        tx.put(ITEMS, &key, item)?;
+        let key = messages_key(&note.customer_id, &order_id);
+        let messages = tx.upsert::<OrderMessages>(MESSAGES, &key)?;
+        // Each event of the order's stream is applied once, in order; a
+        // message already here (by its event's id) is not added again.
+        if !messages.items.iter().any(|item| item.id == id) {
+            messages.items.push(Notification {
+                id,
+                order_id: order_id.clone(),
+                kind,
+                message,
+                at,
+            });
+        }
         if matches!(kind, Kind::OrderDelivered | Kind::OrderCancelled) {
             tx.remove(ORDER_NOTES, &order_id)?;
         }

@@ -11,7 +11,7 @@ use projectors::{
     router,
     runtime::{Projector, RuntimeSettings},
     source::{EventSource, SharedSource, StoreSource},
-    viewdb::DbOptions,
+    viewdb::{Collection, DbOptions, ViewDb},
     workload::WorkloadOptions,
     ProjectorName,
 };
@@ -114,6 +114,52 @@ async fn an_offline_replay_rebuilds_every_view_with_the_digest_of_the_live_one_a
         .root()
         .join("gen-000001")
         .exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_laid_out_for_another_version_is_rebuilt_from_the_store_when_it_opens() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path();
+    let store = store_with_history(data, 2000, 5).await;
+    let notifications = ProjectorName::Notifications;
+    let live = follow(data, notifications, &store).await;
+    let orders = follow(data, ProjectorName::Orders, &store).await;
+    let dir = ViewDir::new(data, notifications);
+    let current = dir.current().unwrap().unwrap();
+    {
+        // What an older build left: layout 1, with a document of its own.
+        let db = Arc::new(ViewDb::open(&current.1, DbOptions::default()).unwrap());
+        assert_eq!(db.layout().unwrap(), Some(2));
+        let mut tx = db.begin().unwrap();
+        tx.put(
+            Collection::<Value>::new("notification_items"),
+            "customer/item",
+            serde_json::json!({"message": "from an older build"}),
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        db.set_layout(1).unwrap();
+    }
+    assert_eq!(
+        follow(data, notifications, &store).await,
+        live,
+        "rebuilt from the store, without the old document"
+    );
+    assert_eq!(dir.current().unwrap().unwrap().0, current.0 + 1);
+    assert!(!current.1.exists(), "the old generation is gone");
+    let db = ViewDb::open(&dir.current().unwrap().unwrap().1, DbOptions::default()).unwrap();
+    assert_eq!(db.layout().unwrap(), Some(2));
+    drop(db);
+    // A view whose layout did not change keeps its generation.
+    assert_eq!(follow(data, ProjectorName::Orders, &store).await, orders);
+    assert_eq!(
+        ViewDir::new(data, ProjectorName::Orders)
+            .current()
+            .unwrap()
+            .unwrap()
+            .0,
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
