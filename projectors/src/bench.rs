@@ -29,7 +29,7 @@ use crate::{
     layout::ViewDir,
     name::ProjectorName,
     projection::projection_for,
-    replay::{rebuild_with, Target, COMMIT_EVERY},
+    replay::{rebuild_with, Batching, Target, OFFLINE_BATCHING},
     runtime::{Projector, RuntimeSettings},
     source::{MemorySource, SharedSource},
     viewdb::{DbOptions, ViewDb},
@@ -52,9 +52,13 @@ pub struct ReplayBenchOptions {
     /// Which views to rebuild (default: all).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub views: Vec<ProjectorName>,
-    /// Events per sled transaction of each view (default: the replay's own).
+    /// Events per sled transaction of each view at most (default: the replay's own).
     #[arg(long)]
     pub commit_every: Option<usize>,
+    /// Documents a view's transaction may hold before it is written
+    /// (default: the replay's own).
+    #[arg(long)]
+    pub max_held: Option<usize>,
     /// sled's cache per view database, in MiB (default: the replay's own).
     #[arg(long)]
     pub cache_mb: Option<u64>,
@@ -68,6 +72,7 @@ impl Default for ReplayBenchOptions {
             reuse: false,
             views: Vec::new(),
             commit_every: None,
+            max_held: None,
             cache_mb: None,
         }
     }
@@ -248,8 +253,11 @@ pub async fn replay(options: ReplayBenchOptions) -> anyhow::Result<Value> {
     }
     let source: SharedSource = Arc::new(log);
     let cpu_before = cpu_seconds();
-    let commit_every = options.commit_every.unwrap_or(COMMIT_EVERY);
-    let report = rebuild_with(targets, source, head, Arc::new(|_, _| {}), commit_every).await?;
+    let batching = Batching {
+        events: options.commit_every.unwrap_or(OFFLINE_BATCHING.events),
+        documents: options.max_held.unwrap_or(OFFLINE_BATCHING.documents),
+    };
+    let report = rebuild_with(targets, source, head, Arc::new(|_, _| {}), batching).await?;
     let cpu = cpu_seconds()
         .zip(cpu_before)
         .map(|(after, before)| after - before);
@@ -273,7 +281,7 @@ pub async fn replay(options: ReplayBenchOptions) -> anyhow::Result<Value> {
         floor.ceiling_events_per_second
     );
     eprintln!(
-        "replay: {} events into {} views in {:.2} s: {:.0} events/s (target 300000), {:.1} CPU s; peak RSS {:.0} MiB (target < 200)",
+        "replay: {} events into {} views in {:.2} s: {:.0} events/s (target 300000), {:.1} CPU s; peak RSS {:.0} MiB (the target, < 200 MB, is one projector's: --views NAME)",
         report.events,
         report.views.len(),
         report.seconds,
@@ -295,6 +303,7 @@ pub async fn replay(options: ReplayBenchOptions) -> anyhow::Result<Value> {
         "rss_before_replay_mib": rss_before,
         "target_peak_rss_mib": 200,
         "fill_seconds": filled,
+        "batching": {"events": batching.events, "documents": batching.documents},
         "per_view": report.views,
         "sled_floor": {
             "entries": floor.entries,

@@ -2,9 +2,9 @@
 //!
 //! [`rebuild`] is the fast path shared by every kind of replay: the log is
 //! read in big batches, each event is decoded once, and every view being
-//! rebuilt gets its own thread that folds the decoded events into large sled
-//! batches (one transaction per [`COMMIT_EVERY`] events, so a hot document
-//! is encoded once per batch, not once per event).
+//! rebuilt is folded, on one of a few worker threads, into large
+//! transactions (see [`Batching`]): a document is written once per
+//! transaction, however many events change it.
 //!
 //! - [`replay_offline`]: a stopped system's `--data DIR`: the store's log
 //!   files are read in this process ([`open_log`]; the store itself, with
@@ -36,11 +36,32 @@ use crate::{
 
 /// Events per read from the store.
 pub const READ_BATCH: usize = 10_000;
-/// Events per sled transaction while rebuilding offline.
-pub const COMMIT_EVERY: usize = 250_000;
-/// Events per sled transaction while rebuilding beside a serving projector,
-/// which must stay small.
-pub const LIVE_COMMIT_EVERY: usize = 50_000;
+/// When a rebuild's transaction of one view is written: after so many
+/// events, or once it holds so many documents, whichever comes first. A
+/// rebuild's time goes into sled writes, one per document per transaction
+/// that changed it, so fewer, larger transactions are faster; the
+/// documents a transaction holds, decoded, are its memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Batching {
+    /// Events per transaction at most.
+    pub events: usize,
+    /// Documents a transaction may hold.
+    pub documents: usize,
+}
+
+/// Rebuilding offline: 40,000 held documents of the largest kinds (an
+/// order's messages, an order with its lines and timeline) are ~70 MB.
+pub const OFFLINE_BATCHING: Batching = Batching {
+    events: 2_000_000,
+    documents: 40_000,
+};
+
+/// Rebuilding beside a serving projector, which must stay small.
+pub const LIVE_BATCHING: Batching = Batching {
+    events: 50_000,
+    documents: 20_000,
+};
+
 /// Streams from this version on keep their position through a rebuild.
 const LONG_STREAM: u64 = 64;
 /// Batches buffered between the reader, the decoder and the views.
@@ -130,28 +151,29 @@ struct Chunk {
 }
 
 /// Rebuilds every target from the store's events `0..until`, in
-/// transactions of [`COMMIT_EVERY`] events.
+/// transactions as [`OFFLINE_BATCHING`] says.
 pub async fn rebuild(
     targets: Vec<Target>,
     source: SharedSource,
     until: u64,
     progress: Progress,
 ) -> anyhow::Result<RebuildReport> {
-    rebuild_with(targets, source, until, progress, COMMIT_EVERY).await
+    rebuild_with(targets, source, until, progress, OFFLINE_BATCHING).await
 }
 
 /// Rebuilds every target from the store's events `0..until`, in
-/// transactions of `commit_every` events: more is faster (a document
-/// changed by many events is written once per transaction), less holds
-/// fewer documents in memory.
+/// transactions as `batching` says.
 pub async fn rebuild_with(
     targets: Vec<Target>,
     source: SharedSource,
     until: u64,
     progress: Progress,
-    commit_every: usize,
+    batching: Batching,
 ) -> anyhow::Result<RebuildReport> {
-    let commit_every = commit_every.max(1);
+    let batching = Batching {
+        events: batching.events.max(1),
+        documents: batching.documents.max(1),
+    };
     let started = Instant::now();
     let wanted: Vec<&'static str> = {
         let mut categories: Vec<&'static str> = targets
@@ -191,7 +213,7 @@ pub async fn rebuild_with(
         senders.push(sender);
         let handle = std::thread::Builder::new()
             .name(format!("replay-{index}"))
-            .spawn(move || fold_views(folds, receiver, commit_every))
+            .spawn(move || fold_views(folds, receiver, batching))
             .context("cannot start a replay thread")?;
         workers.push(handle);
     }
@@ -317,14 +339,14 @@ impl Fold {
     }
 
     /// Folds one chunk in, committing when the transaction is big enough.
-    fn fold(&mut self, chunk: &Chunk, commit_every: usize) -> anyhow::Result<()> {
+    fn fold(&mut self, chunk: &Chunk, batching: Batching) -> anyhow::Result<()> {
         let name = self.name();
-        let applying = Instant::now();
-        let tx = self
-            .tx
-            .as_mut()
-            .context("the rebuild's transaction is gone")?;
+        let mut applying = Instant::now();
         for (event, decoded) in chunk.events.iter().zip(&chunk.decoded) {
+            let tx = self
+                .tx
+                .as_mut()
+                .context("the rebuild's transaction is gone")?;
             match self
                 .applier
                 .apply_replayed(tx, event, decoded)
@@ -347,17 +369,17 @@ impl Fold {
                 self.long_streams
                     .insert(event.stream.clone(), event.version);
             }
-        }
-        if let Some(last) = chunk.events.last() {
-            self.last_position = Some(last.position);
+            self.last_position = Some(event.position);
+            self.in_tx += 1;
+            if self.in_tx >= batching.events || tx.held_documents() >= batching.documents {
+                self.report.apply_seconds += applying.elapsed().as_secs_f64();
+                let written = self.commit(false)?;
+                self.tx = Some(self.target.db.begin_rebuild(written)?);
+                self.in_tx = 0;
+                applying = Instant::now();
+            }
         }
         self.report.apply_seconds += applying.elapsed().as_secs_f64();
-        self.in_tx += chunk.events.len();
-        if self.in_tx >= commit_every {
-            let written = self.commit(false)?;
-            self.tx = Some(self.target.db.begin_rebuild(written)?);
-            self.in_tx = 0;
-        }
         Ok(())
     }
 
@@ -400,12 +422,12 @@ impl Fold {
 fn fold_views(
     folds: Vec<Fold>,
     chunks: std_mpsc::Receiver<Arc<Chunk>>,
-    commit_every: usize,
+    batching: Batching,
 ) -> anyhow::Result<Vec<ViewReport>> {
     let mut folds = folds;
     for chunk in chunks {
         for fold in &mut folds {
-            fold.fold(&chunk, commit_every)?;
+            fold.fold(&chunk, batching)?;
         }
     }
     let mut reports = Vec::with_capacity(folds.len());

@@ -1029,7 +1029,7 @@ impl Projector {
                 progress.processed = processed;
                 progress.events_per_second = rate;
             }),
-            crate::replay::LIVE_COMMIT_EVERY,
+            crate::replay::LIVE_BATCHING,
         )
         .await?;
         tracing::info!(projector = %self.name, events = report.events, seconds = report.seconds, "rebuilt; swapping in");

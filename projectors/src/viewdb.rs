@@ -746,15 +746,22 @@ impl ViewTx {
         Ok(())
     }
 
-    /// Removes a document.
+    /// Removes a document. One that is not stored (created in this
+    /// transaction, or never there) is forgotten altogether: there is
+    /// nothing to write, and a transaction that creates and removes many
+    /// short-lived documents holds none of them.
     pub fn remove<T: Document>(
         &mut self,
         collection: Collection<T>,
         key: &str,
     ) -> Result<(), ViewError> {
         let slot = self.slot(collection, key)?;
-        slot.value = None;
-        slot.dirty = true;
+        if slot.stored {
+            slot.value = None;
+            slot.dirty = true;
+        } else {
+            self.docs.remove(&doc_key(collection.name, key));
+        }
         Ok(())
     }
 
@@ -1101,6 +1108,25 @@ mod tests {
         tx.commit().unwrap();
         let all: Vec<_> = db.scan(COUNTERS, None).map(Result::unwrap).collect();
         assert_eq!(all, vec![("b".to_owned(), Counter { n: 2 })]);
+    }
+
+    #[test]
+    fn a_document_created_and_removed_in_one_transaction_is_neither_held_nor_written() {
+        let db = db();
+        let mut tx = db.begin().unwrap();
+        tx.put(COUNTERS, "kept", Counter { n: 1 }).unwrap();
+        tx.put(COUNTERS, "brief", Counter { n: 2 }).unwrap();
+        assert_eq!(tx.held_documents(), 2);
+        tx.remove(COUNTERS, "brief").unwrap();
+        tx.remove(COUNTERS, "never").unwrap();
+        assert_eq!(tx.held_documents(), 1, "only the kept one is held");
+        assert_eq!(tx.get(COUNTERS, "brief").unwrap(), None);
+        tx.upsert(COUNTERS, "again").unwrap().n = 5;
+        tx.remove(COUNTERS, "again").unwrap();
+        let stats = tx.commit().unwrap();
+        assert_eq!(stats.documents, 1);
+        let all: Vec<_> = db.scan(COUNTERS, None).map(Result::unwrap).collect();
+        assert_eq!(all, vec![("kept".to_owned(), Counter { n: 1 })]);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use axum::{body::Body, http::Request};
 use event_store::Store;
 use projectors::{
     layout::ViewDir,
+    projection::projection_for,
     replay::{self, digest_offline, replay_offline, store_dir},
     router,
     runtime::{Projector, RuntimeSettings},
@@ -259,6 +260,84 @@ async fn a_live_replay_rebuilds_beside_the_served_view_and_swaps_it_in_with_the_
     assert_eq!(ViewDir::new(data, name).current().unwrap().unwrap().0, 2);
     shutdown.trigger();
     task.await.unwrap().unwrap();
+    store.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_that_writes_whenever_few_documents_are_held_gives_the_same_views() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path();
+    let store = store_with_history(data, 3000, 21).await;
+    let head = store.head();
+    let source: SharedSource = Arc::new(StoreSource::new(store.clone()));
+    let names = [
+        ProjectorName::Orders,
+        ProjectorName::Customers,
+        ProjectorName::Notifications,
+        ProjectorName::Recommendations,
+    ];
+    let mut rebuilt = Vec::new();
+    for (label, batching) in [
+        ("whole", replay::OFFLINE_BATCHING),
+        (
+            "tight",
+            replay::Batching {
+                events: usize::MAX,
+                documents: 20,
+            },
+        ),
+    ] {
+        let targets: Vec<replay::Target> = names
+            .iter()
+            .map(|name| replay::Target {
+                projection: projection_for(*name),
+                db: Arc::new(
+                    ViewDb::open(&data.join(label).join(name.as_str()), DbOptions::default())
+                        .unwrap(),
+                ),
+            })
+            .collect();
+        let report = replay::rebuild_with(
+            targets.clone(),
+            Arc::clone(&source),
+            head,
+            Arc::new(|_, _| {}),
+            batching,
+        )
+        .await
+        .unwrap();
+        let digests: Vec<String> = targets
+            .iter()
+            .map(|target| projectors::digest::digest(&target.db).unwrap())
+            .collect();
+        let written: Vec<u64> = names
+            .iter()
+            .map(|name| {
+                report
+                    .views
+                    .iter()
+                    .find(|view| view.name == name.as_str())
+                    .unwrap()
+                    .documents_written
+            })
+            .collect();
+        rebuilt.push((digests, written));
+    }
+    let (whole, tight) = (&rebuilt[0], &rebuilt[1]);
+    assert_eq!(whole.0, tight.0, "the same documents");
+    for (name, (whole, tight)) in names.iter().zip(whole.1.iter().zip(&tight.1)) {
+        assert!(
+            tight > whole,
+            "{name}: written in many transactions ({tight}) rather than one ({whole})"
+        );
+    }
+    for (name, digest) in names.iter().zip(&whole.0) {
+        assert_eq!(
+            &follow(data, *name, &store).await,
+            digest,
+            "{name}: the live view's digest"
+        );
+    }
     store.shutdown().await.unwrap();
 }
 
