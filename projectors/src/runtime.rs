@@ -93,6 +93,10 @@ const CARRY_DOCUMENTS: usize = 10_000;
 /// How long `/status` reuses the dead-letter queue's depth.
 const DEAD_LETTER_DEPTH_AGE: Duration = Duration::from_secs(1);
 
+/// Events of its own categories `/status` counts one by one to tell a
+/// view's lag.
+const LAG_COUNTED: usize = 100;
+
 /// Events read from the store per catch-up batch.
 const CATCH_UP_BATCH: usize = 5000;
 
@@ -141,8 +145,14 @@ pub struct Status {
     pub applied_position: Option<u64>,
     /// The store's next position (number of events), if the store answered.
     pub store_head: Option<u64>,
-    /// Events in the store past the applied position.
+    /// Events of the view's categories in the store that it has not
+    /// applied: counted one by one up to [`LAG_COUNTED`], an upper bound
+    /// past that.
     pub lag_events: u64,
+    /// Events of any category in the store past both the applied and the
+    /// swept position (what the view has not looked at yet; events of
+    /// other categories stay here until a sweep moves past them).
+    pub log_lag_events: u64,
     /// Messages in the dead-letter queue (or dead-lettered by this process
     /// when the broker cannot be asked).
     pub dead_letters: u64,
@@ -800,6 +810,23 @@ impl Projector {
         }
     }
 
+    /// How many events of the view's categories lie in `next..head` (the
+    /// store's category index): exact up to [`LAG_COUNTED`], past that
+    /// those counted plus the positions not looked at. `None` if the store
+    /// did not answer in time.
+    async fn own_lag(&self, next: u64, head: u64) -> Option<u64> {
+        let read = tokio::time::timeout(
+            Duration::from_secs(2),
+            self.source
+                .read_categories(self.projection().categories(), next, head, LAG_COUNTED),
+        )
+        .await
+        .ok()?
+        .ok()?;
+        let unread = head.saturating_sub(read.complete_below.max(next));
+        Some(read.events.len() as u64 + unread)
+    }
+
     /// `GET /status`.
     pub async fn status(&self) -> Result<Status, ViewError> {
         let meta = self.db().meta()?;
@@ -811,13 +838,20 @@ impl Projector {
             .applied_position
             .max(meta.swept_position)
             .map_or(0, |p| p + 1);
-        let lag_events = store_head.map_or(0, |head| head.saturating_sub(next));
+        let log_lag_events = store_head.map_or(0, |head| head.saturating_sub(next));
+        let lag_events = match store_head {
+            Some(head) if log_lag_events > 0 => {
+                self.own_lag(next, head).await.unwrap_or(log_lag_events)
+            }
+            _ => log_lag_events,
+        };
         let dead_letters = self.dead_letter_depth().await;
         Ok(Status {
             name: self.name.to_string(),
             applied_position: meta.applied_position,
             store_head,
             lag_events,
+            log_lag_events,
             dead_letters,
             events_applied: meta.events_applied,
             skipped: meta.skipped,

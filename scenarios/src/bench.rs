@@ -11,8 +11,9 @@
 //! not made worse by its own polling), and to the timestamp the
 //! `OrderConfirmed` event carries (read from the order's timeline), which
 //! leaves out the view's lag and the polling. After the last order, the run
-//! waits until every projector has applied the whole log (`lag_events` 0 on
-//! every `/status`); that time is reported as `views_caught_up_ms`, and the
+//! waits until every projector has applied every stored event of its
+//! categories (`lag_events` 0 on every `/status`); that time is reported as
+//! `views_caught_up_ms`, and the
 //! throughput "with every view caught up" is the orders placed divided by
 //! the time from the first order until then. CPU seconds, peak RSS and PSS of
 //! every process are read from `/proc`.

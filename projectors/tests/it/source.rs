@@ -10,13 +10,13 @@ use projectors::{
     digest::digest,
     layout::ViewDir,
     runtime::{Projector, RuntimeSettings},
-    source::{CategoryRead, EventSource, MemorySource, StoreSource},
+    source::{CategoryRead, EventSource, MemorySource, SharedSource, StoreSource},
     viewdb::ViewDb,
     workload::{self, WorkloadOptions},
     ProjectorName,
 };
 
-use crate::support::{fold_into, CountingSource};
+use crate::support::{confirmed, fold_into, placed, product_added, CountingSource};
 
 /// A small catalogue and few customers, so that orders start early.
 fn options(events: usize, seed: u64) -> WorkloadOptions {
@@ -176,6 +176,52 @@ async fn a_projector_catching_up_reads_only_its_own_categories_and_sweeps_past_t
     let folded = Arc::new(ViewDb::temporary().unwrap());
     fold_into(name, &folded, &log);
     assert_eq!(projector.digest().await.unwrap(), digest(&folded).unwrap());
+    drop(projector);
+    store.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_views_lag_counts_the_events_of_its_own_categories_it_has_not_applied() {
+    let temp = tempfile::tempdir().unwrap();
+    let store = store_with_history(temp.path(), 1000, 23).await;
+    let name = ProjectorName::Search;
+    let source: SharedSource = Arc::new(StoreSource::new(store.clone()));
+    let projector = Projector::open(
+        name,
+        ViewDir::new(temp.path(), name),
+        source,
+        None,
+        RuntimeSettings::default(),
+    )
+    .unwrap();
+    projector.adopt_store(store.store_id()).await.unwrap();
+    projector.catch_up(None).await.unwrap();
+    let status = projector.status().await.unwrap();
+    assert_eq!((status.lag_events, status.log_lag_events), (0, 0));
+
+    // Orders only: nothing for the search view, though it has not looked.
+    let orders = [
+        placed(9001, 1, &[("MUG", 1, 1000)], 0),
+        confirmed(9001, 1),
+        placed(9002, 1, &[("TEA", 1, 500)], 2),
+    ];
+    workload::append_to_store(&store, workload::new_events(&orders, 91).unwrap(), 1)
+        .await
+        .unwrap();
+    let status = projector.status().await.unwrap();
+    assert_eq!(status.log_lag_events, 3);
+    assert_eq!(status.lag_events, 0, "nothing of its own is pending");
+
+    // A product: one event of its own to apply.
+    let product = [product_added("LAMP-9", "Desk lamp", "A lamp", 3000, "home")];
+    workload::append_to_store(&store, workload::new_events(&product, 92).unwrap(), 1)
+        .await
+        .unwrap();
+    let status = projector.status().await.unwrap();
+    assert_eq!((status.lag_events, status.log_lag_events), (1, 4));
+    projector.catch_up(None).await.unwrap();
+    let status = projector.status().await.unwrap();
+    assert_eq!((status.lag_events, status.log_lag_events), (0, 0));
     drop(projector);
     store.shutdown().await.unwrap();
 }
