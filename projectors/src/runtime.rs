@@ -63,6 +63,11 @@ pub struct RuntimeSettings {
     pub delivery_limit: u32,
     /// After this long with no delivery, read the store for anything missed.
     pub idle_sweep: Duration,
+    /// After a batch's first deliveries arrive, wait this long for more
+    /// before applying it (zero: apply what has arrived at once). Under a
+    /// trickle of deliveries, one sled batch then serves several: each
+    /// costs a log write on sled's I/O threads, whatever its size.
+    pub gather: Duration,
     /// sled's cache per database.
     pub cache_bytes: u64,
     /// The most `/positions` long polls waiting at once.
@@ -80,6 +85,9 @@ impl Default for RuntimeSettings {
             max_attempts: 3,
             delivery_limit: 5,
             idle_sweep: Duration::from_secs(1),
+            // Longer than sled's batch write costs to wake up for; short
+            // beside a client's wait for a view (a long poll).
+            gather: Duration::from_millis(20),
             // sled holds several times its cache size in memory.
             cache_bytes: 8 * 1024 * 1024,
             max_waits: WaitSlots::DEFAULT,
@@ -919,7 +927,10 @@ impl Projector {
                     }
                     continue;
                 }
-                Ok(Ok(deliveries)) => Arc::new(deliveries),
+                Ok(Ok(mut deliveries)) => {
+                    self.gather(&mut *consumer, &mut deliveries).await;
+                    Arc::new(deliveries)
+                }
                 Ok(Err(error)) => {
                     self.finish(&mut *consumer, &mut unflushed, &shutdown).await;
                     let delay = failures.next().unwrap_or(backoff.max);
@@ -959,6 +970,28 @@ impl Projector {
         self.finish(&mut *consumer, &mut unflushed, &shutdown).await;
         tracing::info!(projector = %self.name, "consumer stopped");
         Ok(())
+    }
+
+    /// Adds to `deliveries` what arrives within [`RuntimeSettings::gather`]
+    /// (up to a full batch). A failure to receive ends the wait; the next
+    /// receive meets it again.
+    async fn gather(&self, consumer: &mut dyn messaging::Consumer, deliveries: &mut Vec<Delivery>) {
+        if self.settings.gather.is_zero() {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + self.settings.gather;
+        while deliveries.len() < self.settings.batch {
+            let wanted = self.settings.batch - deliveries.len();
+            match tokio::time::timeout_at(
+                deadline,
+                consumer.next_batch(wanted, self.settings.linger),
+            )
+            .await
+            {
+                Ok(Ok(more)) => deliveries.extend(more),
+                Ok(Err(_)) | Err(_) => break,
+            }
+        }
     }
 
     /// Settles the batches a finished flush covered, in order, and starts

@@ -1,7 +1,7 @@
 //! Running projectors: one per process (`shop projector NAME`), or all of
 //! them in one process under one router (`shop dev`).
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use axum::{extract::State, routing::get, Json, Router};
@@ -73,6 +73,10 @@ pub struct ProjectorConfig {
     #[arg(long, env = "SHOP_PROJECTOR_MAX_ATTEMPTS", default_value_t = 3,
           value_parser = clap::value_parser!(u32).range(1..=5))]
     pub max_attempts: u32,
+    /// How long a batch waits, after its first deliveries, for more to
+    /// arrive before it is applied, in milliseconds (0: apply at once).
+    #[arg(long, env = "SHOP_PROJECTOR_GATHER_MS", default_value_t = gather_ms_default())]
+    pub gather_ms: u64,
     /// sled's cache per read model, in MiB.
     #[arg(long, env = "SHOP_PROJECTOR_CACHE_MB", default_value_t = 8)]
     pub cache_mb: u64,
@@ -80,6 +84,10 @@ pub struct ProjectorConfig {
     /// answered 503 `too_many_waits`.
     #[arg(long, env = "SHOP_MAX_WAITS", default_value_t = service_runtime::waits::WaitSlots::DEFAULT)]
     pub max_waits: usize,
+}
+
+fn gather_ms_default() -> u64 {
+    u64::try_from(RuntimeSettings::default().gather.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Default for ProjectorConfig {
@@ -94,6 +102,7 @@ impl Default for ProjectorConfig {
             prefetch: RuntimeSettings::default().prefetch,
             batch: RuntimeSettings::default().batch,
             max_attempts: 3,
+            gather_ms: gather_ms_default(),
             cache_mb: 8,
             max_waits: service_runtime::waits::WaitSlots::DEFAULT,
         }
@@ -107,6 +116,7 @@ impl ProjectorConfig {
             prefetch: self.prefetch.max(1),
             batch: self.batch.max(1),
             max_attempts: self.max_attempts.max(1),
+            gather: Duration::from_millis(self.gather_ms),
             cache_bytes: self.cache_mb.max(1) * 1024 * 1024,
             max_waits: self.max_waits,
             ..RuntimeSettings::default()
@@ -125,6 +135,7 @@ impl ProjectorConfig {
             prefetch = self.prefetch,
             batch = self.batch,
             max_attempts = self.max_attempts,
+            gather_ms = self.gather_ms,
             cache_mb = self.cache_mb,
             "projector configuration"
         );
@@ -444,6 +455,7 @@ mod tests {
             assert_eq!(settings.max_waits, defaults.max_waits);
             assert_eq!(settings.cache_bytes, defaults.cache_bytes);
             assert_eq!(settings.max_attempts, defaults.max_attempts);
+            assert_eq!(settings.gather, defaults.gather);
         }
     }
 }

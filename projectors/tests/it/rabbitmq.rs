@@ -279,6 +279,60 @@ async fn poison_messages_land_in_the_dead_letter_queue_of_the_memory_transport_t
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_trickling_in_within_the_gather_window_are_applied_in_one_batch() {
+    with_cleanup(amqp().await, |transport| async move {
+        let store_id = Uuid::from_u128(79);
+        let source = Arc::new(MemorySource::new(store_id));
+        let projector = Projector::temporary(
+            ProjectorName::Orders,
+            source.clone(),
+            Some(Arc::clone(&transport)),
+            RuntimeSettings {
+                gather: Duration::from_secs(2),
+                ..settings()
+            },
+        )
+        .unwrap();
+        transport
+            .declare_consumer(&projector.consumer_spec().unwrap())
+            .await
+            .unwrap();
+        let shutdown = Shutdown::new();
+        let consumer =
+            tokio::spawn(Arc::clone(&projector).consume(Arc::clone(&transport), shutdown.clone()));
+        first_catch_up_done(&projector).await;
+        let events = workload::record(&[
+            placed(1, 1, &[("MUG", 1, 1000)], 0),
+            confirmed(1, 1),
+            shipped(1, 2),
+        ])
+        .unwrap();
+        let commits = projector.commits();
+        let before = *commits.borrow();
+        // One at a time, each confirmed by the broker before the next.
+        let mut publisher = transport.publisher().await.unwrap();
+        for event in &events {
+            source.push(event.clone());
+            let report = publisher
+                .publish_batch(&[message_for(event, store_id)])
+                .await;
+            assert!(report.error.is_none(), "{:?}", report.error);
+        }
+        let last = events.last().unwrap();
+        applied(&projector, &last.stream, last.version).await;
+        assert_eq!(
+            *commits.borrow() - before,
+            1,
+            "the three deliveries were applied in one sled batch"
+        );
+        assert_eq!(projector.db().meta().unwrap().events_applied, 3);
+        shutdown.trigger();
+        consumer.await.unwrap().unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_projector_sees_all_history_then_follows_its_queue_applying_each_event_once() {
     with_cleanup(amqp().await, |transport| async move {
         let store_id = Uuid::from_u128(78);
