@@ -129,25 +129,40 @@ async fn dead_letters(
     got
 }
 
-async fn poison_scenario(transport: SharedTransport) {
-    let store_id = Uuid::from_u128(77);
-    let source = Arc::new(MemorySource::new(store_id));
-    let projector = Projector::temporary(
-        ProjectorName::Orders,
-        source.clone(),
-        Some(Arc::clone(&transport)),
-        settings(),
-    )
-    .unwrap();
-    // Declared here too, so that nothing published below is unroutable
-    // while the consumer is still starting.
+/// A projector over an in-memory view consuming its queue, declared
+/// first so that nothing published after this returns is unroutable.
+async fn consuming(
+    name: ProjectorName,
+    source: Arc<MemorySource>,
+    transport: &SharedTransport,
+    settings: RuntimeSettings,
+) -> (
+    Arc<Projector>,
+    Shutdown,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let projector =
+        Projector::temporary(name, source, Some(Arc::clone(transport)), settings).unwrap();
     transport
         .declare_consumer(&projector.consumer_spec().unwrap())
         .await
         .unwrap();
     let shutdown = Shutdown::new();
     let consumer =
-        tokio::spawn(Arc::clone(&projector).consume(Arc::clone(&transport), shutdown.clone()));
+        tokio::spawn(Arc::clone(&projector).consume(Arc::clone(transport), shutdown.clone()));
+    (projector, shutdown, consumer)
+}
+
+async fn poison_scenario(transport: SharedTransport) {
+    let store_id = Uuid::from_u128(77);
+    let source = Arc::new(MemorySource::new(store_id));
+    let (projector, shutdown, consumer) = consuming(
+        ProjectorName::Orders,
+        source.clone(),
+        &transport,
+        settings(),
+    )
+    .await;
     first_catch_up_done(&projector).await;
     let mut publisher = transport.publisher().await.unwrap();
 
@@ -283,23 +298,12 @@ async fn deliveries_trickling_in_within_the_gather_window_are_applied_in_one_bat
     with_cleanup(amqp().await, |transport| async move {
         let store_id = Uuid::from_u128(79);
         let source = Arc::new(MemorySource::new(store_id));
-        let projector = Projector::temporary(
-            ProjectorName::Orders,
-            source.clone(),
-            Some(Arc::clone(&transport)),
-            RuntimeSettings {
-                gather: Duration::from_secs(2),
-                ..settings()
-            },
-        )
-        .unwrap();
-        transport
-            .declare_consumer(&projector.consumer_spec().unwrap())
-            .await
-            .unwrap();
-        let shutdown = Shutdown::new();
-        let consumer =
-            tokio::spawn(Arc::clone(&projector).consume(Arc::clone(&transport), shutdown.clone()));
+        let settings = RuntimeSettings {
+            gather: Duration::from_secs(2),
+            ..settings()
+        };
+        let (projector, shutdown, consumer) =
+            consuming(ProjectorName::Orders, source.clone(), &transport, settings).await;
         first_catch_up_done(&projector).await;
         let events = workload::record(&[
             placed(1, 1, &[("MUG", 1, 1000)], 0),
@@ -349,20 +353,13 @@ async fn a_new_projector_sees_all_history_then_follows_its_queue_applying_each_e
         for event in old {
             source.push(event.clone());
         }
-        let projector = Projector::temporary(
+        let (projector, shutdown, consumer) = consuming(
             ProjectorName::Customers,
             source.clone(),
-            Some(Arc::clone(&transport)),
+            &transport,
             settings(),
         )
-        .unwrap();
-        transport
-            .declare_consumer(&projector.consumer_spec().unwrap())
-            .await
-            .unwrap();
-        let shutdown = Shutdown::new();
-        let consumer =
-            tokio::spawn(Arc::clone(&projector).consume(Arc::clone(&transport), shutdown.clone()));
+        .await;
         // Published while it catches up: some of these it reads from the
         // store too, and the queue's copies are duplicates.
         let mut publisher = transport.publisher().await.unwrap();
