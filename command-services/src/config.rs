@@ -129,8 +129,10 @@ pub struct ServiceConfig {
     #[arg(long, env = "SHOP_CONFLICT_RETRIES", default_value_t = 20)]
     pub conflict_retries: u32,
 
-    /// How many aggregates each service keeps in memory.
-    #[arg(long, env = "SHOP_AGGREGATE_CACHE", default_value_t = 100_000)]
+    /// How many aggregates each service keeps in memory. Per-order
+    /// aggregates take a few KB each; one evicted is loaded again from the
+    /// store (one read) if a command for it comes later.
+    #[arg(long, env = "SHOP_AGGREGATE_CACHE", default_value_t = 10_000)]
     pub aggregate_cache: usize,
 
     /// The orders service, which the carts service calls at checkout.
@@ -152,7 +154,7 @@ impl Default for ServiceConfig {
             data: None,
             snapshot_every: 200,
             conflict_retries: 20,
-            aggregate_cache: 100_000,
+            aggregate_cache: 10_000,
             orders_url: ServiceName::Orders.default_url(),
             store_append_requests: 1,
         }

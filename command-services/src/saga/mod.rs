@@ -398,7 +398,10 @@ impl Saga {
         let options = RepositoryOptions {
             snapshot_every: 0,
             conflict_retries: 20,
-            cache_capacity: 100_000,
+            // An order's saga state and recent ids take ~6 KB; its
+            // triggers mostly come within a second of each other, and a
+            // later one (dispatch, delivery) loads an evicted one again.
+            cache_capacity: 10_000,
         };
         Arc::new(Self {
             fulfillments: Arc::new(Repository::new(
