@@ -260,7 +260,7 @@ impl Projector {
         };
         let mut db = ViewDb::open(&path, db_options)?;
         let wanted = projection_for(name).layout();
-        if let Some(found) = db.layout_mismatch(wanted)? {
+        if let Some(found) = db.adopt_layout(wanted)? {
             // Documents this code cannot read: start a new, empty
             // generation; catching up from the store on start rebuilds it.
             tracing::warn!(

@@ -435,11 +435,11 @@ impl ViewDb {
         Ok(())
     }
 
-    /// Whether the documents are laid out as `wanted` says: `None` if they
-    /// are (a database with nothing applied yet takes `wanted` on), else the
-    /// layout they have. A database that applied events before layouts were
-    /// recorded has layout 1.
-    pub fn layout_mismatch(&self, wanted: u64) -> Result<Option<u64>, ViewError> {
+    /// Takes on the layout `wanted` if nothing was applied yet (recording
+    /// it), and tells whether the documents are laid out that way: `None`
+    /// if they are, else the layout they have. A database that applied
+    /// events before layouts were recorded has layout 1.
+    pub fn adopt_layout(&self, wanted: u64) -> Result<Option<u64>, ViewError> {
         let found = match self.layout()? {
             Some(found) => found,
             None => {
@@ -1028,17 +1028,17 @@ mod tests {
     fn a_fresh_database_takes_the_wanted_layout_and_one_with_events_but_none_recorded_has_layout_one(
     ) {
         let fresh = db();
-        assert_eq!(fresh.layout_mismatch(3).unwrap(), None);
+        assert_eq!(fresh.adopt_layout(3).unwrap(), None);
         assert_eq!(fresh.layout().unwrap(), Some(3));
-        assert_eq!(fresh.layout_mismatch(4).unwrap(), Some(3));
+        assert_eq!(fresh.adopt_layout(4).unwrap(), Some(3));
 
         let old = db();
         let mut tx = old.begin().unwrap();
         tx.upsert(COUNTERS, "a").unwrap().n += 1;
         tx.mark_applied("counter-a", 0, 0);
         tx.commit().unwrap();
-        assert_eq!(old.layout_mismatch(2).unwrap(), Some(1));
-        assert_eq!(old.layout_mismatch(1).unwrap(), None);
+        assert_eq!(old.adopt_layout(2).unwrap(), Some(1));
+        assert_eq!(old.adopt_layout(1).unwrap(), None);
         assert_eq!(old.layout().unwrap(), None, "nothing recorded for it");
     }
 
