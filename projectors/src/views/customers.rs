@@ -1,9 +1,18 @@
 //! `customers`: each customer with their order history.
 //!
-//! A customer document is touched by the customer's own stream and by the
-//! streams of each of their orders, which the broker may interleave in any
-//! way; the history is therefore kept sorted by (placed at, order id) and
-//! the amount spent is a sum, so every interleaving gives the same document.
+//! A customer is one small document under their id (who they are, how many
+//! orders, what they spent) and each of their orders one more, under
+//! `<customer id>/<order id>`; the served document puts them together, the
+//! history newest first by (placed at, order id). A customer document is
+//! touched by the customer's own stream and by the streams of each of their
+//! orders, which the broker may interleave in any way: the amount spent is
+//! a sum and the history is sorted when served, so every interleaving gives
+//! the same documents.
+//!
+//! (One document per customer holding the whole history was rewritten
+//! whole for every event of every order: with hundreds of orders a
+//! customer, tens of KB written per event, and the projector's memory grew
+//! with it.)
 
 use chrono::{DateTime, Utc};
 use domain::{
@@ -18,11 +27,14 @@ use serde::{Deserialize, Serialize};
 use crate::{
     name::ProjectorName,
     projection::{Projection, ProjectionError},
-    viewdb::{Collection, ViewTx},
+    viewdb::{Collection, ViewDb, ViewError, ViewTx},
 };
 
-/// The `customers` view, by customer id.
-pub const CUSTOMERS: Collection<CustomerDoc> = Collection::new("customers");
+/// The customers as stored, by customer id (without their history).
+pub const CUSTOMERS: Collection<CustomerRecord> = Collection::new("customers");
+
+/// Each customer's orders, by `<customer id>/<order id>`.
+pub const HISTORY: Collection<CustomerOrder> = Collection::new("customer_history");
 
 /// One order in a customer's history.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +47,23 @@ pub struct CustomerOrder {
     pub status: Status,
     /// What it costs.
     pub total_cents: u64,
+}
+
+/// A customer as stored.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerRecord {
+    /// The customer.
+    pub customer_id: String,
+    /// Their email address (null until their registration is seen).
+    pub email: Option<String>,
+    /// Their name (null until their registration is seen).
+    pub name: Option<String>,
+    /// When they registered.
+    pub registered_at: Option<DateTime<Utc>>,
+    /// How many orders they placed.
+    pub orders_count: u64,
+    /// What their confirmed orders cost, less those cancelled after confirmation.
+    pub spent_cents: u64,
 }
 
 /// A customer as served: docs/internal-apis.md's fields plus `orders`, the
@@ -59,6 +88,35 @@ pub struct CustomerDoc {
     pub orders: Vec<CustomerOrder>,
 }
 
+/// The key of an order in its customer's history.
+fn history_key(customer_id: &str, order_id: &str) -> String {
+    format!("{customer_id}/{order_id}")
+}
+
+/// A customer with their history, newest first; `None` if the view has
+/// never heard of them.
+pub fn customer(db: &ViewDb, customer_id: &str) -> Result<Option<CustomerDoc>, ViewError> {
+    let Some(record) = db.get(CUSTOMERS, customer_id)? else {
+        return Ok(None);
+    };
+    let mut orders = db
+        .scan_prefix(HISTORY, &format!("{customer_id}/"))
+        .map(|item| item.map(|(_, order)| order))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Newest first; equal times by order id, descending.
+    orders.sort_by(|a, b| (&b.placed_at, &b.order_id).cmp(&(&a.placed_at, &a.order_id)));
+    Ok(Some(CustomerDoc {
+        customer_id: record.customer_id,
+        email: record.email,
+        name: record.name,
+        registered_at: record.registered_at,
+        order_ids: orders.iter().map(|o| o.order_id.clone()).collect(),
+        orders_count: record.orders_count,
+        spent_cents: record.spent_cents,
+        orders,
+    }))
+}
+
 /// What the projection remembers of an order between its events.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct OrderNote {
@@ -74,13 +132,13 @@ const ORDER_NOTES: Collection<OrderNote> = Collection::new("customer_orders");
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Customers;
 
-fn customer_doc<'tx>(
+fn customer_record<'tx>(
     tx: &'tx mut ViewTx,
     customer_id: &str,
-) -> Result<&'tx mut CustomerDoc, ProjectionError> {
-    Ok(tx.upsert_with(CUSTOMERS, customer_id, || CustomerDoc {
+) -> Result<&'tx mut CustomerRecord, ProjectionError> {
+    Ok(tx.upsert_with(CUSTOMERS, customer_id, || CustomerRecord {
         customer_id: customer_id.to_owned(),
-        ..CustomerDoc::default()
+        ..CustomerRecord::default()
     })?)
 }
 
@@ -95,19 +153,20 @@ impl Customers {
             return Ok(());
         };
         let mut counted = note.counted;
-        let doc = customer_doc(tx, &note.customer_id)?;
         match status {
             Status::Confirmed if !counted => {
-                doc.spent_cents = doc.spent_cents.saturating_add(note.total_cents);
+                let record = customer_record(tx, &note.customer_id)?;
+                record.spent_cents = record.spent_cents.saturating_add(note.total_cents);
                 counted = true;
             }
             Status::Cancelled if counted => {
-                doc.spent_cents = doc.spent_cents.saturating_sub(note.total_cents);
+                let record = customer_record(tx, &note.customer_id)?;
+                record.spent_cents = record.spent_cents.saturating_sub(note.total_cents);
                 counted = false;
             }
             _ => {}
         }
-        if let Some(entry) = doc.orders.iter_mut().find(|o| o.order_id == order_key) {
+        if let Some(entry) = tx.get_mut(HISTORY, &history_key(&note.customer_id, &order_key))? {
             entry.status = status;
         }
         if matches!(status, Status::Delivered | Status::Cancelled) {
@@ -133,6 +192,31 @@ impl Projection for Customers {
         &["customers"]
     }
 
+    fn layout(&self) -> u64 {
+        // 2: the history as one document per order (1: inside the customer's).
+        2
+    }
+
+    fn document(
+        &self,
+        db: &ViewDb,
+        view: &str,
+        key: &str,
+    ) -> Result<Option<serde_json::Value>, ViewError> {
+        if view != "customers" {
+            return Ok(None);
+        }
+        customer(db, key)?
+            .map(|doc| {
+                serde_json::to_value(doc).map_err(|source| ViewError::Encode {
+                    collection: "customers",
+                    key: key.to_owned(),
+                    source,
+                })
+            })
+            .transpose()
+    }
+
     fn apply(
         &self,
         tx: &mut ViewTx,
@@ -145,10 +229,10 @@ impl Projection for Customers {
                 email,
                 name,
             }) => {
-                let doc = customer_doc(tx, &customer_id.to_string())?;
-                doc.email = Some(email.to_string());
-                doc.name = Some(name.to_string());
-                doc.registered_at = Some(recorded.recorded_at);
+                let record = customer_record(tx, &customer_id.to_string())?;
+                record.email = Some(email.to_string());
+                record.name = Some(name.to_string());
+                record.registered_at = Some(recorded.recorded_at);
             }
             DomainEvent::Order(order::Event::OrderPlaced {
                 order_id,
@@ -193,22 +277,20 @@ fn placed(
             counted: false,
         },
     )?;
-    let doc = customer_doc(tx, &customer_key)?;
-    if doc.orders.iter().any(|o| o.order_id == order_key) {
+    let entry_key = history_key(&customer_key, &order_key);
+    if tx.get(HISTORY, &entry_key)?.is_some() {
         return Ok(());
     }
-    let entry = CustomerOrder {
-        order_id: order_key,
-        placed_at,
-        status: Status::Placed,
-        total_cents,
-    };
-    // Newest first; equal times by order id, descending.
-    let at = doc
-        .orders
-        .partition_point(|o| (o.placed_at, &o.order_id) > (entry.placed_at, &entry.order_id));
-    doc.order_ids.insert(at, entry.order_id.clone());
-    doc.orders.insert(at, entry);
-    doc.orders_count += 1;
+    tx.put(
+        HISTORY,
+        &entry_key,
+        CustomerOrder {
+            order_id: order_key,
+            placed_at,
+            status: Status::Placed,
+            total_cents,
+        },
+    )?;
+    customer_record(tx, &customer_key)?.orders_count += 1;
     Ok(())
 }

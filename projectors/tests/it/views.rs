@@ -72,6 +72,39 @@ fn a_customers_history_lists_orders_newest_first_and_sums_what_confirmed_orders_
 }
 
 #[test]
+fn a_customer_document_stays_small_however_many_orders_they_place() {
+    // Layout 2: each order of the history is a document of its own, so an
+    // event of one order rewrites that order's entry and a small customer
+    // record, not the whole history.
+    let mut events = vec![registered(1, "Ada")];
+    for n in 1..=120u128 {
+        // Three orders a minute: equal times are ordered by order id.
+        let minute = u32::try_from(n / 3).unwrap();
+        events.push(placed(n, 1, &[("MUG", 1, 1000)], minute));
+        events.push(confirmed(n, minute));
+    }
+    let (db, _) = fold(ProjectorName::Customers, &events);
+    let key = customer(1).to_string();
+    let stored = db.get_raw("customers", &key).unwrap().expect("stored");
+    assert!(
+        stored.len() < 400,
+        "the stored customer holds {} bytes",
+        stored.len()
+    );
+    let served = projection_for(ProjectorName::Customers)
+        .document(&db, "customers", &key)
+        .unwrap()
+        .expect("served");
+    assert_eq!(served["orders_count"], 120);
+    assert_eq!(served["spent_cents"], 120 * (1000 + 499));
+    let orders = served["orders"].as_array().unwrap();
+    assert_eq!(orders.len(), 120);
+    assert_eq!(orders[0]["order_id"], order_id(120).to_string());
+    assert_eq!(orders[119]["order_id"], order_id(1).to_string());
+    assert_eq!(served["order_ids"][0], order_id(120).to_string());
+}
+
+#[test]
 fn the_catalog_joins_product_facts_with_stock_levels_and_pages_by_sku() {
     let events = [
         DomainEvent::Stock(stock::Event::StockRestocked {
