@@ -132,7 +132,7 @@ pub struct ServiceConfig {
     /// How many aggregates each service keeps in memory. Per-order
     /// aggregates take a few KB each; one evicted is loaded again from the
     /// store (one read) if a command for it comes later.
-    #[arg(long, env = "SHOP_AGGREGATE_CACHE", default_value_t = 10_000)]
+    #[arg(long, env = "SHOP_AGGREGATE_CACHE", default_value_t = 2_000)]
     pub aggregate_cache: usize,
 
     /// The orders service, which the carts service calls at checkout.
@@ -154,7 +154,7 @@ impl Default for ServiceConfig {
             data: None,
             snapshot_every: 200,
             conflict_retries: 20,
-            aggregate_cache: 10_000,
+            aggregate_cache: 2_000,
             orders_url: ServiceName::Orders.default_url(),
             store_append_requests: 1,
         }

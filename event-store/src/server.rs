@@ -97,7 +97,7 @@ pub struct EventStoreConfig {
 }
 
 /// The default of `--index-cache-mb`.
-pub const DEFAULT_INDEX_CACHE_MB: u64 = 32;
+pub const DEFAULT_INDEX_CACHE_MB: u64 = crate::store::DEFAULT_INDEX_CACHE_BYTES / (1024 * 1024);
 
 impl EventStoreConfig {
     /// The relay's options from these flags (`--unpublished ''` is none).

@@ -68,8 +68,8 @@ impl Default for StoreOptions {
             max_event_bytes: 1024 * 1024,
             max_append_bytes: 4 * 1024 * 1024,
             max_group_bytes: 1024 * 1024,
-            index_cache_bytes: 32 * 1024 * 1024,
-            heads_cache_entries: 200_000,
+            index_cache_bytes: DEFAULT_INDEX_CACHE_BYTES,
+            heads_cache_entries: 50_000,
         }
     }
 }
@@ -416,6 +416,12 @@ pub(crate) struct Segment {
 
 /// Every how many records a segment remembers a record's offset, for `read_all`.
 pub(crate) const SPARSE_STRIDE: u64 = 32;
+
+/// sled's page cache for the index by default. sled holds several times
+/// this, and more as the index grows (~70 bytes an event beyond the cache,
+/// whatever its size): 8 MiB instead of 32 took ~40 MB off a store of
+/// 300,000 events.
+pub const DEFAULT_INDEX_CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
 /// State shared by the handles, the readers and the writer thread.
 pub(crate) struct Shared {

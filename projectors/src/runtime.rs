@@ -96,7 +96,7 @@ impl Default for RuntimeSettings {
 }
 
 /// The most documents a transaction hands on to the next one.
-const CARRY_DOCUMENTS: usize = 10_000;
+const CARRY_DOCUMENTS: usize = 2_000;
 
 /// How long `/status` reuses the dead-letter queue's depth.
 const DEAD_LETTER_DEPTH_AGE: Duration = Duration::from_secs(1);

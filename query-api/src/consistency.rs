@@ -115,7 +115,7 @@ pub struct WaitSettings {
 }
 
 /// How many streams the gateway remembers positions of before it forgets all.
-const REMEMBERED_STREAMS: usize = 100_000;
+const REMEMBERED_STREAMS: usize = 20_000;
 /// How many observed versions are kept per stream.
 const VERSIONS_PER_STREAM: usize = 8;
 

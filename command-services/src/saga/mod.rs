@@ -391,8 +391,10 @@ impl AckWindow {
 }
 
 impl Saga {
-    /// Versions remembered before the map is cleared.
-    const MAX_TRACKED_STREAMS: usize = 500_000;
+    /// Versions remembered before the map is cleared (~100 bytes each; a
+    /// stream forgotten costs its next trigger one store read, the gap
+    /// repair, whose events the saga state has already handled).
+    const MAX_TRACKED_STREAMS: usize = 100_000;
 
     fn new(log: Arc<dyn EventLog>, dispatcher: Dispatcher, shutdown: Shutdown) -> Arc<Self> {
         let options = RepositoryOptions {
@@ -401,7 +403,7 @@ impl Saga {
             // An order's saga state and recent ids take ~6 KB; its
             // triggers mostly come within a second of each other, and a
             // later one (dispatch, delivery) loads an evicted one again.
-            cache_capacity: 10_000,
+            cache_capacity: 2_000,
         };
         Arc::new(Self {
             fulfillments: Arc::new(Repository::new(

@@ -41,7 +41,7 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
 const CHECKPOINT_EVENTS: u64 = 10_000;
 
 /// How many of the latest event ids the writer keeps in memory.
-const RECENT_IDS: usize = 100_000;
+const RECENT_IDS: usize = 20_000;
 
 type AppendReply = oneshot::Sender<Result<AppendResult, AppendError>>;
 type ShutdownReply = oneshot::Sender<Result<(), Arc<StorageError>>>;
