@@ -28,6 +28,24 @@ pub enum ProjectionError {
     },
 }
 
+/// A document put together at read time (from several stored ones) as
+/// served JSON; `view` names it in an error.
+pub fn assembled<T: serde::Serialize>(
+    view: &'static str,
+    key: &str,
+    document: Option<T>,
+) -> Result<Option<serde_json::Value>, ViewError> {
+    document
+        .map(|document| {
+            serde_json::to_value(document).map_err(|source| ViewError::Encode {
+                collection: view,
+                key: key.to_owned(),
+                source,
+            })
+        })
+        .transpose()
+}
+
 /// A read model: which events it needs and how it folds them.
 ///
 /// Views combine streams (the catalog joins `product-*` and `stock-*`), and

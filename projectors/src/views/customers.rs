@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     name::ProjectorName,
-    projection::{Projection, ProjectionError},
+    projection::{assembled, Projection, ProjectionError},
     viewdb::{Collection, ViewDb, ViewError, ViewTx},
 };
 
@@ -206,15 +206,7 @@ impl Projection for Customers {
         if view != "customers" {
             return Ok(None);
         }
-        customer(db, key)?
-            .map(|doc| {
-                serde_json::to_value(doc).map_err(|source| ViewError::Encode {
-                    collection: "customers",
-                    key: key.to_owned(),
-                    source,
-                })
-            })
-            .transpose()
+        assembled("customers", key, customer(db, key)?)
     }
 
     fn apply(

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     name::ProjectorName,
-    projection::{Projection, ProjectionError},
+    projection::{assembled, Projection, ProjectionError},
     viewdb::{Collection, ViewDb, ViewError, ViewTx},
 };
 
@@ -213,14 +213,6 @@ impl Projection for Notifications {
         if view != "notifications" {
             return Ok(None);
         }
-        outbox(db, key)?
-            .map(|outbox| {
-                serde_json::to_value(outbox).map_err(|source| ViewError::Encode {
-                    collection: "notifications",
-                    key: key.to_owned(),
-                    source,
-                })
-            })
-            .transpose()
+        assembled("notifications", key, outbox(db, key)?)
     }
 }
