@@ -56,7 +56,7 @@ impl SnapshotStore {
     pub fn open(path: &Path) -> Result<Self, OpenError> {
         let db = sled::Config::new()
             .path(path)
-            .cache_capacity(8 * 1024 * 1024)
+            .cache_capacity(2 * 1024 * 1024)
             .open()
             .map_err(|source| OpenError {
                 path: path.display().to_string(),

@@ -89,7 +89,7 @@ impl Default for RuntimeSettings {
             // beside a client's wait for a view (a long poll).
             gather: Duration::from_millis(20),
             // sled holds several times its cache size in memory.
-            cache_bytes: 8 * 1024 * 1024,
+            cache_bytes: 4 * 1024 * 1024,
             max_waits: WaitSlots::DEFAULT,
         }
     }

@@ -78,7 +78,7 @@ pub struct ProjectorConfig {
     #[arg(long, env = "SHOP_PROJECTOR_GATHER_MS", default_value_t = gather_ms_default())]
     pub gather_ms: u64,
     /// sled's cache per read model, in MiB.
-    #[arg(long, env = "SHOP_PROJECTOR_CACHE_MB", default_value_t = 8)]
+    #[arg(long, env = "SHOP_PROJECTOR_CACHE_MB", default_value_t = 4)]
     pub cache_mb: u64,
     /// The most `/positions` long polls waiting at once; the next is
     /// answered 503 `too_many_waits`.
@@ -103,7 +103,7 @@ impl Default for ProjectorConfig {
             batch: RuntimeSettings::default().batch,
             max_attempts: 3,
             gather_ms: gather_ms_default(),
-            cache_mb: 8,
+            cache_mb: 4,
             max_waits: service_runtime::waits::WaitSlots::DEFAULT,
         }
     }

@@ -267,7 +267,7 @@ impl Authenticator {
         // A record per customer: a small page cache is plenty.
         let db = sled::Config::new()
             .path(dir.join("credentials"))
-            .cache_capacity(8 * 1024 * 1024)
+            .cache_capacity(2 * 1024 * 1024)
             .open()
             .map_err(|source| AuthError::Open {
                 path: dir.display().to_string(),
