@@ -100,6 +100,12 @@ pub struct LiveBenchOptions {
     /// Which projectors to measure, one after the other.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "orders")]
     pub projectors: Vec<ProjectorName>,
+    /// Rounds of (raw drain, projector drain), each with its share of the
+    /// messages; the ratio reported is the median of the rounds' ratios,
+    /// so a machine whose speed changes between the two drains of one
+    /// round weighs less.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
     /// Where the views' files go (default: a temporary folder).
     #[arg(long, env = "SHOP_BENCH_DIR")]
     pub dir: Option<PathBuf>,
@@ -113,6 +119,7 @@ impl Default for LiveBenchOptions {
             prefetch: 1000,
             batch: 500,
             projectors: vec![ProjectorName::Orders],
+            rounds: 3,
             dir: None,
         }
     }
@@ -477,6 +484,11 @@ async fn live_one(
         .map(|event| OutgoingMessage::for_event(event, store_id))
         .collect::<Result<_, _>>()?;
     let count = messages.len() as u64;
+    if count == 0 {
+        anyhow::bail!(
+            "the generated history holds no events the {name} projector reads; raise --events"
+        );
+    }
     // The projector reads no history: everything it applies comes from the queue.
     let source: SharedSource = Arc::new(MemorySource::new(store_id));
     let settings = RuntimeSettings {
@@ -500,41 +512,62 @@ async fn live_one(
     .with_prefetch(options.prefetch);
     transport.declare_consumer(&spec).await?;
     transport.declare_consumer(&raw).await?;
-    publish(transport, &messages).await?;
-    ready(transport, &raw.name, count).await?;
-    ready(transport, &spec.name, count).await?;
 
-    let raw_seconds = drain_raw(transport, &raw, count, options.batch, linger).await?;
-    let raw_rate = count as f64 / raw_seconds;
-
-    // The projector's own peak: from here on (the benchmark's history and
-    // messages, already in memory, are counted in it).
+    // Each round publishes the next slice of the history (so every stream
+    // stays in order across rounds) to both queues, drains the raw queue,
+    // then runs the projector until it has applied the slice.
+    let rounds = options.rounds.clamp(1, messages.len().max(1));
+    let per_round = messages.len().div_ceil(rounds);
     let rss_before = proc_status_mib("VmRSS:");
     let peak_reset = reset_peak_rss();
-    let shutdown = Shutdown::new();
-    let mut commits = projector.commits();
-    let started = Instant::now();
-    let task =
-        tokio::spawn(Arc::clone(&projector).consume(Arc::clone(transport), shutdown.clone()));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
-    while projector.db().meta()?.events_applied < count {
-        if tokio::time::timeout_at(deadline, commits.changed())
-            .await
-            .is_err()
-        {
-            anyhow::bail!("the {name} projector stalled");
+    let mut applied_before = 0u64;
+    let mut measured = Vec::new();
+    for slice in messages.chunks(per_round.max(1)) {
+        let slice_count = slice.len() as u64;
+        publish(transport, slice).await?;
+        ready(transport, &raw.name, slice_count).await?;
+        ready(transport, &spec.name, slice_count).await?;
+        let raw_seconds = drain_raw(transport, &raw, slice_count, options.batch, linger).await?;
+
+        let target = applied_before + slice_count;
+        let shutdown = Shutdown::new();
+        let mut commits = projector.commits();
+        let started = Instant::now();
+        let task =
+            tokio::spawn(Arc::clone(&projector).consume(Arc::clone(transport), shutdown.clone()));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+        while projector.db().meta()?.events_applied < target {
+            if tokio::time::timeout_at(deadline, commits.changed())
+                .await
+                .is_err()
+            {
+                anyhow::bail!("the {name} projector stalled");
+            }
         }
+        let seconds = started.elapsed().as_secs_f64();
+        shutdown.trigger();
+        task.await.context("the projector task panicked")??;
+        applied_before = target;
+        measured.push(Round {
+            messages: slice_count,
+            rate: slice_count as f64 / seconds.max(1e-9),
+            raw_rate: slice_count as f64 / raw_seconds.max(1e-9),
+        });
     }
-    let seconds = started.elapsed().as_secs_f64();
-    shutdown.trigger();
-    task.await.context("the projector task panicked")??;
     let peak = proc_status_mib("VmHWM:");
     let rss_after = proc_status_mib("VmRSS:");
-    let rate = count as f64 / seconds;
-    let ratio = rate / raw_rate;
+    let rate = median(measured.iter().map(|r| r.rate).collect());
+    let raw_rate = median(measured.iter().map(|r| r.raw_rate).collect());
+    let ratio = median(measured.iter().map(|r| r.rate / r.raw_rate).collect());
+    let ratios: Vec<String> = measured
+        .iter()
+        .map(|r| format!("{:.2}", r.rate / r.raw_rate))
+        .collect();
     eprintln!(
-        "live {name}: {count} messages, projector {rate:.0}/s, raw consumer {raw_rate:.0}/s: {:.0}% (target ≥ 80%)",
-        ratio * 100.0
+        "live {name}: {count} messages in {} rounds, projector {rate:.0}/s, raw consumer {raw_rate:.0}/s (medians): {:.0}% (target ≥ 80%; rounds {})",
+        measured.len(),
+        ratio * 100.0,
+        ratios.join(", ")
     );
     Ok(json!({
         "projector": name.as_str(),
@@ -543,11 +576,34 @@ async fn live_one(
         "raw_messages_per_second": raw_rate,
         "ratio": ratio,
         "target_ratio": 0.8,
+        "rounds": measured.iter().map(|r| json!({
+            "messages": r.messages,
+            "events_per_second": r.rate,
+            "raw_messages_per_second": r.raw_rate,
+            "ratio": r.rate / r.raw_rate,
+        })).collect::<Vec<_>>(),
         "rss_before_projector_mib": rss_before,
         "rss_after_projector_mib": rss_after,
         "peak_rss_while_projecting_mib": peak,
         "peak_rss_reset_before_projecting": peak_reset,
     }))
+}
+
+/// One round of the live benchmark.
+struct Round {
+    messages: u64,
+    rate: f64,
+    raw_rate: f64,
+}
+
+/// The median (the mean of the middle two for an even count); 0 for none.
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
 }
 
 /// Live projection from RabbitMQ beside a raw consume baseline.
@@ -599,6 +655,7 @@ pub async fn live(options: LiveBenchOptions) -> anyhow::Result<Value> {
         "events": history.len(),
         "prefetch": options.prefetch,
         "batch": options.batch,
+        "rounds": options.rounds,
         "queue_type": "quorum",
         "results": results,
         "peak_rss_mib": peak,

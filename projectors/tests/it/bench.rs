@@ -1,7 +1,11 @@
-//! The replay benchmark, run small: every figure is there, the rebuild read
-//! the whole store from its log files, and the sled floor was measured.
+//! The benchmarks, run small: every figure is there; the rebuild read the
+//! whole store from its log files and the sled floor was measured; the live
+//! run drained real RabbitMQ queues in rounds.
 
-use projectors::bench::{replay, ReplayBenchOptions};
+use projectors::{
+    bench::{live, replay, LiveBenchOptions, ReplayBenchOptions},
+    ProjectorName,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_replay_benchmark_rebuilds_every_view_and_measures_the_sled_floor() {
@@ -41,6 +45,43 @@ async fn the_replay_benchmark_rebuilds_every_view_and_measures_the_sled_floor() 
     .unwrap();
     assert!(again["fill_seconds"].is_null(), "{again}");
     assert_eq!(again["events"], figures["events"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_benchmark_measures_the_projector_against_the_raw_consumer_in_rounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let figures = live(LiveBenchOptions {
+        // The generated history starts with the catalogue: the catalog
+        // projector's events come first.
+        events: 4_000,
+        rounds: 3,
+        projectors: vec![ProjectorName::Catalog],
+        dir: Some(dir.path().to_path_buf()),
+        ..LiveBenchOptions::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(figures["rounds"], 3, "{figures}");
+    let result = &figures["results"][0];
+    let messages = result["messages"].as_u64().unwrap();
+    assert!(messages > 0, "{figures}");
+    let rounds = result["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 3, "{figures}");
+    // Every message was drained by both consumers, round by round.
+    let per_round: u64 = rounds.iter().map(|r| r["messages"].as_u64().unwrap()).sum();
+    assert_eq!(per_round, messages);
+    let mut ratios: Vec<f64> = rounds
+        .iter()
+        .map(|r| {
+            let ratio = r["ratio"].as_f64().unwrap();
+            let expected = r["events_per_second"].as_f64().unwrap()
+                / r["raw_messages_per_second"].as_f64().unwrap();
+            assert!((ratio - expected).abs() < 1e-9, "{figures}");
+            ratio
+        })
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    assert_eq!(result["ratio"].as_f64().unwrap(), ratios[1], "the median");
 }
 
 fn num_threads() -> u64 {
