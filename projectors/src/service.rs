@@ -78,7 +78,7 @@ pub struct ProjectorConfig {
     #[arg(long, env = "SHOP_PROJECTOR_GATHER_MS", default_value_t = gather_ms_default())]
     pub gather_ms: u64,
     /// sled's cache per read model, in MiB.
-    #[arg(long, env = "SHOP_PROJECTOR_CACHE_MB", default_value_t = 4)]
+    #[arg(long, env = "SHOP_PROJECTOR_CACHE_MB", default_value_t = cache_mb_default())]
     pub cache_mb: u64,
     /// The most `/positions` long polls waiting at once; the next is
     /// answered 503 `too_many_waits`.
@@ -88,6 +88,10 @@ pub struct ProjectorConfig {
 
 fn gather_ms_default() -> u64 {
     u64::try_from(RuntimeSettings::default().gather.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn cache_mb_default() -> u64 {
+    RuntimeSettings::default().cache_bytes / (1024 * 1024)
 }
 
 impl Default for ProjectorConfig {
@@ -103,7 +107,7 @@ impl Default for ProjectorConfig {
             batch: RuntimeSettings::default().batch,
             max_attempts: 3,
             gather_ms: gather_ms_default(),
-            cache_mb: 4,
+            cache_mb: cache_mb_default(),
             max_waits: service_runtime::waits::WaitSlots::DEFAULT,
         }
     }
