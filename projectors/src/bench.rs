@@ -91,11 +91,12 @@ pub struct LiveBenchOptions {
     /// Events generated (each projector gets those of its categories).
     #[arg(long, default_value_t = 200_000)]
     pub events: usize,
-    /// Prefetch of both consumers.
-    #[arg(long, default_value_t = 1000)]
+    /// Prefetch of both consumers (default: the projectors' own).
+    #[arg(long, default_value_t = RuntimeSettings::default().prefetch)]
     pub prefetch: u16,
-    /// Deliveries per batch (one sled batch and one ack for the projector).
-    #[arg(long, default_value_t = 500)]
+    /// Deliveries per batch (one sled batch and one ack for the projector;
+    /// default: the projectors' own).
+    #[arg(long, default_value_t = RuntimeSettings::default().batch)]
     pub batch: usize,
     /// Which projectors to measure, one after the other.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "orders")]
@@ -116,8 +117,8 @@ impl Default for LiveBenchOptions {
         Self {
             amqp: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
             events: 200_000,
-            prefetch: 1000,
-            batch: 500,
+            prefetch: RuntimeSettings::default().prefetch,
+            batch: RuntimeSettings::default().batch,
             projectors: vec![ProjectorName::Orders],
             rounds: 3,
             dir: None,
@@ -527,11 +528,16 @@ async fn live_one(
         publish(transport, slice).await?;
         ready(transport, &raw.name, slice_count).await?;
         ready(transport, &spec.name, slice_count).await?;
+        let raw_cpu_before = cpu_seconds();
         let raw_seconds = drain_raw(transport, &raw, slice_count, options.batch, linger).await?;
+        let raw_cpu = cpu_seconds()
+            .zip(raw_cpu_before)
+            .map(|(after, before)| after - before);
 
         let target = applied_before + slice_count;
         let shutdown = Shutdown::new();
         let mut commits = projector.commits();
+        let cpu_before = cpu_seconds();
         let started = Instant::now();
         let task =
             tokio::spawn(Arc::clone(&projector).consume(Arc::clone(transport), shutdown.clone()));
@@ -545,6 +551,9 @@ async fn live_one(
             }
         }
         let seconds = started.elapsed().as_secs_f64();
+        let cpu = cpu_seconds()
+            .zip(cpu_before)
+            .map(|(after, before)| after - before);
         shutdown.trigger();
         task.await.context("the projector task panicked")??;
         applied_before = target;
@@ -552,6 +561,8 @@ async fn live_one(
             messages: slice_count,
             rate: slice_count as f64 / seconds.max(1e-9),
             raw_rate: slice_count as f64 / raw_seconds.max(1e-9),
+            cpu_us: cpu.map(|cpu| cpu * 1e6 / slice_count as f64),
+            raw_cpu_us: raw_cpu.map(|cpu| cpu * 1e6 / slice_count as f64),
         });
     }
     let peak = proc_status_mib("VmHWM:");
@@ -559,6 +570,8 @@ async fn live_one(
     let rate = median(measured.iter().map(|r| r.rate).collect());
     let raw_rate = median(measured.iter().map(|r| r.raw_rate).collect());
     let ratio = median(measured.iter().map(|r| r.rate / r.raw_rate).collect());
+    let cpu_us = median_of(measured.iter().map(|r| r.cpu_us));
+    let raw_cpu_us = median_of(measured.iter().map(|r| r.raw_cpu_us));
     let ratios: Vec<String> = measured
         .iter()
         .map(|r| format!("{:.2}", r.rate / r.raw_rate))
@@ -569,6 +582,11 @@ async fn live_one(
         ratio * 100.0,
         ratios.join(", ")
     );
+    if let (Some(cpu_us), Some(raw_cpu_us)) = (cpu_us, raw_cpu_us) {
+        eprintln!(
+            "live {name}: this process's CPU per message (medians; the broker's is not counted): projector {cpu_us:.1} µs, raw consumer {raw_cpu_us:.1} µs"
+        );
+    }
     Ok(json!({
         "projector": name.as_str(),
         "messages": count,
@@ -576,11 +594,15 @@ async fn live_one(
         "raw_messages_per_second": raw_rate,
         "ratio": ratio,
         "target_ratio": 0.8,
+        "cpu_us_per_message": cpu_us,
+        "raw_cpu_us_per_message": raw_cpu_us,
         "rounds": measured.iter().map(|r| json!({
             "messages": r.messages,
             "events_per_second": r.rate,
             "raw_messages_per_second": r.raw_rate,
             "ratio": r.rate / r.raw_rate,
+            "cpu_us_per_message": r.cpu_us,
+            "raw_cpu_us_per_message": r.raw_cpu_us,
         })).collect::<Vec<_>>(),
         "rss_before_projector_mib": rss_before,
         "rss_after_projector_mib": rss_after,
@@ -594,6 +616,15 @@ struct Round {
     messages: u64,
     rate: f64,
     raw_rate: f64,
+    /// This process's CPU per message while the projector drained (µs).
+    cpu_us: Option<f64>,
+    /// The same while the raw consumer drained.
+    raw_cpu_us: Option<f64>,
+}
+
+/// The median of figures every round has; `None` if one lacks it.
+fn median_of(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    values.collect::<Option<Vec<f64>>>().map(median)
 }
 
 /// The median (the mean of the middle two for an even count); 0 for none.

@@ -11,7 +11,9 @@
 //! one `multiple` ack. A batch is readable as soon as it is written; one
 //! flush runs at a time in the background, and the batches written while it
 //! runs wait for the next one, so a slow `fsync` does not hold back the
-//! next batch's apply (only its acknowledgement). Poison messages are
+//! next batch's apply (only its acknowledgement). A finished flush is
+//! settled (acknowledged) while the next batch is gathered or applied: the
+//! acknowledgements are what lets the broker send more. Poison messages are
 //! handed back for another attempt until their last one, then dead-lettered
 //! with the reason while the batch goes on. Start-up order matters for a
 //! new projector: its queue is declared first, so that everything published
@@ -77,9 +79,10 @@ pub struct RuntimeSettings {
 impl Default for RuntimeSettings {
     fn default() -> Self {
         Self {
-            prefetch: 1000,
-            // Half the prefetch: while one batch is written, the broker
-            // already sends the next.
+            prefetch: 2000,
+            // A quarter of the prefetch: while one batch is applied and
+            // another waits for its flush, the broker already sends the next
+            // two (`shop bench projectors`: ~13% faster than half of 1000).
             batch: 500,
             linger: Duration::from_millis(1),
             max_attempts: 3,
@@ -928,7 +931,8 @@ impl Projector {
                     continue;
                 }
                 Ok(Ok(mut deliveries)) => {
-                    self.gather(&mut *consumer, &mut deliveries).await;
+                    self.gather(&mut *consumer, &mut deliveries, &mut unflushed, &shutdown)
+                        .await;
                     Arc::new(deliveries)
                 }
                 Ok(Err(error)) => {
@@ -951,7 +955,13 @@ impl Projector {
             // error) is tried again as it is: its deliveries stay unacked.
             let mut delays = backoff.delays();
             let committed = loop {
-                match self.apply_batch(Arc::clone(&deliveries)).await {
+                let applied = self.apply_settling(
+                    Arc::clone(&deliveries),
+                    &mut *consumer,
+                    &mut unflushed,
+                    &shutdown,
+                );
+                match applied.await {
                     Ok(committed) => break Some(committed),
                     Err(error) => {
                         self.finish(&mut *consumer, &mut unflushed, &shutdown).await;
@@ -974,22 +984,65 @@ impl Projector {
 
     /// Adds to `deliveries` what arrives within [`RuntimeSettings::gather`]
     /// (up to a full batch). A failure to receive ends the wait; the next
-    /// receive meets it again.
-    async fn gather(&self, consumer: &mut dyn messaging::Consumer, deliveries: &mut Vec<Delivery>) {
+    /// receive meets it again. Flushes that finish meanwhile are settled at
+    /// once: their acknowledgements are what lets the broker send more
+    /// (prefetch), so holding them back would stall the very wait; and with
+    /// the window full and no flush to wait for, it ends at once.
+    async fn gather(
+        &self,
+        consumer: &mut dyn messaging::Consumer,
+        deliveries: &mut Vec<Delivery>,
+        unflushed: &mut Unflushed,
+        shutdown: &Shutdown,
+    ) {
         if self.settings.gather.is_zero() {
             return;
         }
         let deadline = tokio::time::Instant::now() + self.settings.gather;
         while deliveries.len() < self.settings.batch {
+            // With the prefetch window full, nothing more comes before an
+            // acknowledgement, and none comes unless a flush runs.
+            let held = deliveries.len() + unflushed.deliveries();
+            if held >= usize::from(self.settings.prefetch) && !unflushed.is_flushing() {
+                break;
+            }
             let wanted = self.settings.batch - deliveries.len();
-            match tokio::time::timeout_at(
-                deadline,
-                consumer.next_batch(wanted, self.settings.linger),
-            )
-            .await
-            {
-                Ok(Ok(more)) => deliveries.extend(more),
-                Ok(Err(_)) | Err(_) => break,
+            // `next_batch` is cancel-safe: what it received stays buffered.
+            tokio::select! {
+                biased;
+                flushed = unflushed.flushed(), if unflushed.is_flushing() => {
+                    self.settle_flushed(consumer, unflushed, flushed, shutdown).await;
+                }
+                more = tokio::time::timeout_at(
+                    deadline,
+                    consumer.next_batch(wanted, self.settings.linger),
+                ) => match more {
+                    Ok(Ok(more)) => deliveries.extend(more),
+                    Ok(Err(_)) | Err(_) => break,
+                },
+            }
+        }
+    }
+
+    /// [`Self::apply_batch`], settling the flushes that finish meanwhile:
+    /// the previous batch is acknowledged while this one is applied, so the
+    /// broker sends the next one meanwhile instead of after.
+    async fn apply_settling(
+        &self,
+        deliveries: Arc<Vec<Delivery>>,
+        consumer: &mut dyn messaging::Consumer,
+        unflushed: &mut Unflushed,
+        shutdown: &Shutdown,
+    ) -> Result<Committed, RuntimeError> {
+        let apply = self.apply_batch(deliveries);
+        tokio::pin!(apply);
+        loop {
+            tokio::select! {
+                biased;
+                flushed = unflushed.flushed(), if unflushed.is_flushing() => {
+                    self.settle_flushed(consumer, unflushed, flushed, shutdown).await;
+                }
+                applied = &mut apply => return applied,
             }
         }
     }
@@ -1154,6 +1207,15 @@ impl Unflushed {
 
     fn is_empty(&self) -> bool {
         self.flushing.is_none() && self.waiting.is_empty()
+    }
+
+    /// Deliveries held unacknowledged by the batches here.
+    fn deliveries(&self) -> usize {
+        let flushing = self.flushing.iter().flat_map(|(_, batches)| batches.iter());
+        flushing
+            .chain(self.waiting.iter())
+            .map(|committed| committed.deliveries.len())
+            .sum()
     }
 
     /// Adds a committed batch: flushed at once if no flush runs, else by the next.

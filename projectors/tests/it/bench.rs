@@ -82,6 +82,17 @@ async fn the_live_benchmark_measures_the_projector_against_the_raw_consumer_in_r
         .collect();
     ratios.sort_by(f64::total_cmp);
     assert_eq!(result["ratio"].as_f64().unwrap(), ratios[1], "the median");
+    // This process's CPU per message in each phase, reported as the median
+    // of the rounds' (Linux: from /proc/self/stat).
+    for field in ["cpu_us_per_message", "raw_cpu_us_per_message"] {
+        let mut per_round: Vec<f64> = rounds
+            .iter()
+            .map(|r| r[field].as_f64().expect(field))
+            .collect();
+        assert!(per_round.iter().all(|cpu| *cpu >= 0.0), "{figures}");
+        per_round.sort_by(f64::total_cmp);
+        assert_eq!(result[field].as_f64().unwrap(), per_round[1], "{field}");
+    }
 }
 
 fn num_threads() -> u64 {

@@ -337,6 +337,49 @@ async fn deliveries_trickling_in_within_the_gather_window_are_applied_in_one_bat
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_prefetch_window_ends_the_gather_wait_at_once() {
+    with_cleanup(amqp().await, |transport| async move {
+        let store_id = Uuid::from_u128(80);
+        let source = Arc::new(MemorySource::new(store_id));
+        // The broker hands out one delivery at a time and sends the next
+        // only once it is acknowledged, which takes applying it: waiting for
+        // a second one to fill the batch would wait out the whole gather
+        // window, longer than `applied` waits.
+        let settings = RuntimeSettings {
+            prefetch: 1,
+            batch: 2,
+            gather: DEADLINE * 2,
+            ..settings()
+        };
+        let (projector, shutdown, consumer) =
+            consuming(ProjectorName::Orders, source.clone(), &transport, settings).await;
+        first_catch_up_done(&projector).await;
+        let events = workload::record(&[
+            placed(1, 1, &[("MUG", 1, 1000)], 0),
+            confirmed(1, 1),
+            shipped(1, 2),
+        ])
+        .unwrap();
+        for event in &events {
+            source.push(event.clone());
+        }
+        let messages: Vec<OutgoingMessage> = events
+            .iter()
+            .map(|event| message_for(event, store_id))
+            .collect();
+        let mut publisher = transport.publisher().await.unwrap();
+        let report = publisher.publish_batch(&messages).await;
+        assert!(report.error.is_none(), "{:?}", report.error);
+        let last = events.last().unwrap();
+        applied(&projector, &last.stream, last.version).await;
+        assert_eq!(projector.db().meta().unwrap().events_applied, 3);
+        shutdown.trigger();
+        consumer.await.unwrap().unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_projector_sees_all_history_then_follows_its_queue_applying_each_event_once() {
     with_cleanup(amqp().await, |transport| async move {
         let store_id = Uuid::from_u128(78);
