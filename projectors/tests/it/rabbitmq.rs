@@ -153,6 +153,30 @@ async fn consuming(
     (projector, shutdown, consumer)
 }
 
+/// An orders projector consuming, past its first catch-up, and the three
+/// events of one order (placed, confirmed, shipped) for a test to send it.
+async fn one_order_to_project(
+    source: Arc<MemorySource>,
+    transport: &SharedTransport,
+    settings: RuntimeSettings,
+) -> (
+    Arc<Projector>,
+    Shutdown,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+    Vec<RecordedEvent>,
+) {
+    let (projector, shutdown, consumer) =
+        consuming(ProjectorName::Orders, source, transport, settings).await;
+    first_catch_up_done(&projector).await;
+    let events = workload::record(&[
+        placed(1, 1, &[("MUG", 1, 1000)], 0),
+        confirmed(1, 1),
+        shipped(1, 2),
+    ])
+    .unwrap();
+    (projector, shutdown, consumer, events)
+}
+
 async fn poison_scenario(transport: SharedTransport) {
     let store_id = Uuid::from_u128(77);
     let source = Arc::new(MemorySource::new(store_id));
@@ -302,15 +326,8 @@ async fn deliveries_trickling_in_within_the_gather_window_are_applied_in_one_bat
             gather: Duration::from_secs(2),
             ..settings()
         };
-        let (projector, shutdown, consumer) =
-            consuming(ProjectorName::Orders, source.clone(), &transport, settings).await;
-        first_catch_up_done(&projector).await;
-        let events = workload::record(&[
-            placed(1, 1, &[("MUG", 1, 1000)], 0),
-            confirmed(1, 1),
-            shipped(1, 2),
-        ])
-        .unwrap();
+        let (projector, shutdown, consumer, events) =
+            one_order_to_project(source.clone(), &transport, settings).await;
         let commits = projector.commits();
         let before = *commits.borrow();
         // One at a time, each confirmed by the broker before the next.
@@ -351,15 +368,8 @@ async fn a_full_prefetch_window_ends_the_gather_wait_at_once() {
             gather: DEADLINE * 2,
             ..settings()
         };
-        let (projector, shutdown, consumer) =
-            consuming(ProjectorName::Orders, source.clone(), &transport, settings).await;
-        first_catch_up_done(&projector).await;
-        let events = workload::record(&[
-            placed(1, 1, &[("MUG", 1, 1000)], 0),
-            confirmed(1, 1),
-            shipped(1, 2),
-        ])
-        .unwrap();
+        let (projector, shutdown, consumer, events) =
+            one_order_to_project(source.clone(), &transport, settings).await;
         for event in &events {
             source.push(event.clone());
         }
