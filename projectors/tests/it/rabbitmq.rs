@@ -129,6 +129,13 @@ async fn dead_letters(
     got
 }
 
+/// A projector consuming: it, what stops it, and its consume task.
+type Consuming = (
+    Arc<Projector>,
+    Shutdown,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+);
+
 /// A projector over an in-memory view consuming its queue, declared
 /// first so that nothing published after this returns is unroutable.
 async fn consuming(
@@ -136,11 +143,7 @@ async fn consuming(
     source: Arc<MemorySource>,
     transport: &SharedTransport,
     settings: RuntimeSettings,
-) -> (
-    Arc<Projector>,
-    Shutdown,
-    tokio::task::JoinHandle<anyhow::Result<()>>,
-) {
+) -> Consuming {
     let projector =
         Projector::temporary(name, source, Some(Arc::clone(transport)), settings).unwrap();
     transport
@@ -159,22 +162,16 @@ async fn one_order_to_project(
     source: Arc<MemorySource>,
     transport: &SharedTransport,
     settings: RuntimeSettings,
-) -> (
-    Arc<Projector>,
-    Shutdown,
-    tokio::task::JoinHandle<anyhow::Result<()>>,
-    Vec<RecordedEvent>,
-) {
-    let (projector, shutdown, consumer) =
-        consuming(ProjectorName::Orders, source, transport, settings).await;
-    first_catch_up_done(&projector).await;
+) -> (Consuming, Vec<RecordedEvent>) {
+    let consuming = consuming(ProjectorName::Orders, source, transport, settings).await;
+    first_catch_up_done(&consuming.0).await;
     let events = workload::record(&[
         placed(1, 1, &[("MUG", 1, 1000)], 0),
         confirmed(1, 1),
         shipped(1, 2),
     ])
     .unwrap();
-    (projector, shutdown, consumer, events)
+    (consuming, events)
 }
 
 async fn poison_scenario(transport: SharedTransport) {
@@ -326,7 +323,7 @@ async fn deliveries_trickling_in_within_the_gather_window_are_applied_in_one_bat
             gather: Duration::from_secs(2),
             ..settings()
         };
-        let (projector, shutdown, consumer, events) =
+        let ((projector, shutdown, consumer), events) =
             one_order_to_project(source.clone(), &transport, settings).await;
         let commits = projector.commits();
         let before = *commits.borrow();
@@ -368,7 +365,7 @@ async fn a_full_prefetch_window_ends_the_gather_wait_at_once() {
             gather: DEADLINE * 2,
             ..settings()
         };
-        let (projector, shutdown, consumer, events) =
+        let ((projector, shutdown, consumer), events) =
             one_order_to_project(source.clone(), &transport, settings).await;
         for event in &events {
             source.push(event.clone());
