@@ -1003,7 +1003,7 @@ impl Projector {
             // With the prefetch window full, nothing more comes before an
             // acknowledgement, and none comes unless a flush runs.
             let held = deliveries.len() + unflushed.deliveries();
-            if held >= usize::from(self.settings.prefetch) && !unflushed.is_flushing() {
+            if held >= usize::from(self.settings.prefetch.max(1)) && !unflushed.is_flushing() {
                 break;
             }
             let wanted = self.settings.batch - deliveries.len();

@@ -64,8 +64,9 @@ pub struct ProjectorConfig {
     /// Unacknowledged deliveries the broker may hand out at once.
     #[arg(long, env = "SHOP_PROJECTOR_PREFETCH", default_value_t = RuntimeSettings::default().prefetch)]
     pub prefetch: u16,
-    /// The most deliveries applied in one sled batch (half the prefetch by
-    /// default: while one batch is written, the broker sends the next).
+    /// The most deliveries applied in one sled batch (a quarter of the
+    /// prefetch by default: while one batch is applied and one waits for
+    /// its flush, the broker sends the next two).
     #[arg(long, env = "SHOP_PROJECTOR_BATCH", default_value_t = RuntimeSettings::default().batch)]
     pub batch: usize,
     /// Deliveries of a poison message before it is dead-lettered (at most the
