@@ -537,11 +537,26 @@ async fn live_one(
         let target = applied_before + slice_count;
         let shutdown = Shutdown::new();
         let mut commits = projector.commits();
-        let cpu_before = cpu_seconds();
-        let started = Instant::now();
-        let task =
+        let mut starts = projector.consumer_starts();
+        starts.borrow_and_update();
+        let mut task =
             tokio::spawn(Arc::clone(&projector).consume(Arc::clone(transport), shutdown.clone()));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+        // Timed from its consumer's start, as the raw consumer is: declaring
+        // the queue and catching up from the store happen once per start
+        // of a projector, not per message.
+        tokio::select! {
+            _ = starts.changed() => {}
+            ended = &mut task => {
+                ended.context("the projector task panicked")??;
+                anyhow::bail!("the {name} projector stopped before consuming");
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                anyhow::bail!("the {name} projector never started consuming");
+            }
+        }
+        let cpu_before = cpu_seconds();
+        let started = Instant::now();
         while projector.db().meta()?.events_applied < target {
             if tokio::time::timeout_at(deadline, commits.changed())
                 .await

@@ -209,6 +209,8 @@ pub struct Projector {
     commit_lock: tokio::sync::Mutex<()>,
     /// Bumped after every commit, so position waits can wake up.
     committed: watch::Sender<u64>,
+    /// Bumped each time `consume` starts consuming its queue.
+    consumer_starts: watch::Sender<u64>,
     caught_up: AtomicBool,
     dead_lettered: AtomicU64,
     /// The dead-letter queue's depth as last asked of the broker, and when.
@@ -330,6 +332,7 @@ impl Projector {
             store_id: Mutex::new(store_id),
             commit_lock: tokio::sync::Mutex::new(()),
             committed: watch::channel(0).0,
+            consumer_starts: watch::channel(0).0,
             caught_up: AtomicBool::new(false),
             dead_lettered: AtomicU64::new(0),
             dead_letter_depth: Mutex::new(None),
@@ -386,6 +389,12 @@ impl Projector {
     /// A receiver that changes after every commit.
     pub fn commits(&self) -> watch::Receiver<u64> {
         self.committed.subscribe()
+    }
+
+    /// A receiver that changes each time [`Self::consume`] starts consuming
+    /// its queue: after its catch-up, and again after a reconnect.
+    pub fn consumer_starts(&self) -> watch::Receiver<u64> {
+        self.consumer_starts.subscribe()
     }
 
     /// The name of its queue's consumer: `projector.<name>`.
@@ -900,6 +909,7 @@ impl Projector {
             transport.consumer(&spec)
         })
         .await?;
+        self.consumer_starts.send_modify(|n| *n = n.wrapping_add(1));
         let mut failures = backoff.delays();
         // Batches written and not yet acknowledged: one flush runs at a
         // time in the background, and batches arriving meanwhile are applied
@@ -943,7 +953,10 @@ impl Projector {
                         break;
                     }
                     match transport.consumer(&spec).await {
-                        Ok(fresh) => consumer = fresh,
+                        Ok(fresh) => {
+                            consumer = fresh;
+                            self.consumer_starts.send_modify(|n| *n = n.wrapping_add(1));
+                        }
                         Err(error) => {
                             tracing::warn!(projector = %self.name, %error, "cannot reconnect yet")
                         }
