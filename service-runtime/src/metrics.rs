@@ -1,8 +1,43 @@
 //! The process-wide Prometheus recorder.
 
-use std::sync::OnceLock;
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        OnceLock,
+    },
+    time::Duration,
+};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// How often histogram samples are folded into their buckets. The recorder
+/// keeps every sample of a histogram until then (or until `/metrics` is
+/// scraped), so a process nobody scrapes would otherwise grow with every
+/// request, batch and group commit it times.
+pub const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Upkeep runs of the process-wide recorder so far.
+static UPKEEPS: AtomicU64 = AtomicU64::new(0);
+
+/// How many times the process-wide recorder's upkeep has run.
+pub fn upkeeps() -> u64 {
+    UPKEEPS.load(Ordering::Relaxed)
+}
+
+/// Runs `handle`'s upkeep every `every` on a thread of its own for the rest
+/// of the process, counting the runs in `runs`.
+fn spawn_upkeep(handle: PrometheusHandle, every: Duration, runs: &'static AtomicU64) {
+    let spawned = std::thread::Builder::new()
+        .name("metrics-upkeep".to_owned())
+        .spawn(move || loop {
+            std::thread::sleep(every);
+            handle.run_upkeep();
+            runs.fetch_add(1, Ordering::Relaxed);
+        });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "cannot start the metrics upkeep; histograms grow until /metrics is scraped");
+    }
+}
 
 /// Buckets for histograms that count things rather than time them (their
 /// names end in `_events`, `_size` or `_messages`): group-commit sizes, batch sizes.
@@ -39,7 +74,30 @@ pub fn install() -> PrometheusHandle {
             let handle = recorder.handle();
             // Only the first recorder in a process wins; keep our handle either way.
             let _ = ::metrics::set_global_recorder(recorder);
+            spawn_upkeep(handle.clone(), UPKEEP_EVERY, &UPKEEPS);
             handle
         })
         .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_upkeep_runs_on_its_own_thread_without_a_scrape() {
+        static RUNS: AtomicU64 = AtomicU64::new(0);
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        spawn_upkeep(handle, Duration::from_millis(5), &RUNS);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while RUNS.load(Ordering::Relaxed) < 3 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the upkeep ran {} times in 10 s",
+                RUNS.load(Ordering::Relaxed)
+            );
+            std::thread::yield_now();
+        }
+    }
 }
