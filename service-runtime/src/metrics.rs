@@ -1,12 +1,6 @@
 //! The process-wide Prometheus recorder.
 
-use std::{
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        OnceLock,
-    },
-    time::Duration,
-};
+use std::{sync::OnceLock, time::Duration};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -16,23 +10,15 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 /// request, batch and group commit it times.
 pub const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
-/// Upkeep runs of the process-wide recorder so far.
-static UPKEEPS: AtomicU64 = AtomicU64::new(0);
-
-/// How many times the process-wide recorder's upkeep has run.
-pub fn upkeeps() -> u64 {
-    UPKEEPS.load(Ordering::Relaxed)
-}
-
 /// Runs `handle`'s upkeep every `every` on a thread of its own for the rest
-/// of the process, counting the runs in `runs`.
-fn spawn_upkeep(handle: PrometheusHandle, every: Duration, runs: &'static AtomicU64) {
+/// of the process, calling `after_each` after each run.
+fn spawn_upkeep(handle: PrometheusHandle, every: Duration, after_each: impl Fn() + Send + 'static) {
     let spawned = std::thread::Builder::new()
         .name("metrics-upkeep".to_owned())
         .spawn(move || loop {
             std::thread::sleep(every);
             handle.run_upkeep();
-            runs.fetch_add(1, Ordering::Relaxed);
+            after_each();
         });
     if let Err(error) = spawned {
         tracing::warn!(%error, "cannot start the metrics upkeep; histograms grow until /metrics is scraped");
@@ -74,7 +60,7 @@ pub fn install() -> PrometheusHandle {
             let handle = recorder.handle();
             // Only the first recorder in a process wins; keep our handle either way.
             let _ = ::metrics::set_global_recorder(recorder);
-            spawn_upkeep(handle.clone(), UPKEEP_EVERY, &UPKEEPS);
+            spawn_upkeep(handle.clone(), UPKEEP_EVERY, || {});
             handle
         })
         .clone()
@@ -86,18 +72,14 @@ mod tests {
 
     #[test]
     fn the_upkeep_runs_on_its_own_thread_without_a_scrape() {
-        static RUNS: AtomicU64 = AtomicU64::new(0);
+        let (runs, ran) = std::sync::mpsc::channel();
         let recorder = PrometheusBuilder::new().build_recorder();
-        let handle = recorder.handle();
-        spawn_upkeep(handle, Duration::from_millis(5), &RUNS);
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while RUNS.load(Ordering::Relaxed) < 3 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the upkeep ran {} times in 10 s",
-                RUNS.load(Ordering::Relaxed)
-            );
-            std::thread::yield_now();
+        spawn_upkeep(recorder.handle(), Duration::from_millis(5), move || {
+            let _ = runs.send(());
+        });
+        for run in 1..=3 {
+            ran.recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("upkeep run {run} did not come within 10 s"));
         }
     }
 }
