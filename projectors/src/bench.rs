@@ -146,6 +146,13 @@ fn cpu_seconds() -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
+/// This process's CPU seconds since `before` (a [`cpu_seconds`] reading).
+fn cpu_since(before: Option<f64>) -> Option<f64> {
+    cpu_seconds()
+        .zip(before)
+        .map(|(after, before)| after - before)
+}
+
 /// Resets the peak RSS to the current RSS (Linux: `/proc/self/clear_refs`).
 fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
@@ -266,9 +273,7 @@ pub async fn replay(options: ReplayBenchOptions) -> anyhow::Result<Value> {
         documents: options.max_held.unwrap_or(OFFLINE_BATCHING.documents),
     };
     let report = rebuild_with(targets, source, head, Arc::new(|_, _| {}), batching).await?;
-    let cpu = cpu_seconds()
-        .zip(cpu_before)
-        .map(|(after, before)| after - before);
+    let cpu = cpu_since(cpu_before);
     let peak = proc_status_mib("VmHWM:");
     let floor = sled_floor(
         &views_dir,
@@ -401,9 +406,7 @@ async fn sled_floor(
     .await
     .context("the sled floor run was cancelled")??;
     let seconds = started.elapsed().as_secs_f64();
-    let cpu = cpu_seconds()
-        .zip(cpu_before)
-        .map(|(after, before)| after - before);
+    let cpu = cpu_since(cpu_before);
     std::fs::remove_dir_all(floor_dir).ok();
     Ok(SledFloor {
         entries,
@@ -530,9 +533,7 @@ async fn live_one(
         ready(transport, &spec.name, slice_count).await?;
         let raw_cpu_before = cpu_seconds();
         let raw_seconds = drain_raw(transport, &raw, slice_count, options.batch, linger).await?;
-        let raw_cpu = cpu_seconds()
-            .zip(raw_cpu_before)
-            .map(|(after, before)| after - before);
+        let raw_cpu = cpu_since(raw_cpu_before);
 
         let target = applied_before + slice_count;
         let shutdown = Shutdown::new();
@@ -566,9 +567,7 @@ async fn live_one(
             }
         }
         let seconds = started.elapsed().as_secs_f64();
-        let cpu = cpu_seconds()
-            .zip(cpu_before)
-            .map(|(after, before)| after - before);
+        let cpu = cpu_since(cpu_before);
         shutdown.trigger();
         task.await.context("the projector task panicked")??;
         applied_before = target;
