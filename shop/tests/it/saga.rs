@@ -332,16 +332,25 @@ async fn the_saga_killed_mid_run_and_restarted_settles_every_order_with_no_doubl
             }))
         };
         let mut orders = place(0..50).await;
-        // Kill the saga once it is well into the first orders.
-        eventually("10 orders have left PLACED", DEADLINE, || async {
-            shop.statuses(&orders)
+        // Kill the saga once it is well into the first orders and before it
+        // is through them. The statuses are read back to back (a 50 ms
+        // pause between reads once let it finish all 50 unseen).
+        let deadline = std::time::Instant::now() + DEADLINE;
+        loop {
+            let left = shop
+                .statuses(&orders)
                 .await
                 .iter()
                 .filter(|status| !matches!(status, Some(Status::Placed)))
-                .count()
-                >= 10
-        })
-        .await;
+                .count();
+            if (10..orders.len()).contains(&left) {
+                break;
+            }
+            assert!(
+                left < orders.len() && std::time::Instant::now() < deadline,
+                "no moment with 10 or more of the first orders past PLACED and some still in it ({left} past it)"
+            );
+        }
         saga.kill9();
         let at_kill = shop.statuses(&orders).await;
         let in_flight = at_kill
