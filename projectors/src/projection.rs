@@ -6,7 +6,7 @@ use domain::{catalogue::DomainEvent, envelope::RecordedEvent};
 
 use crate::{
     name::ProjectorName,
-    viewdb::{ViewDb, ViewError, ViewTx},
+    viewdb::{Home, ViewDb, ViewError, ViewTx},
 };
 
 /// Why a projection could not apply an event.
@@ -97,6 +97,15 @@ pub trait Projection: Send + Sync + 'static {
         1
     }
 
+    /// The collections whose documents hold their stream's position (see
+    /// [`crate::viewdb`]): a new database records them, and a change to them
+    /// is a change of [`Projection::layout`]. Each must map a stream to a
+    /// document no other stream's position goes to: one category, one
+    /// collection keyed by the stream's id.
+    fn homes(&self) -> Vec<Home> {
+        Vec::new()
+    }
+
     /// Whether it consumes streams of `category`.
     fn wants(&self, category: &str) -> bool {
         self.categories().contains(&category)
@@ -126,6 +135,25 @@ pub fn projection_for(name: ProjectorName) -> SharedProjection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_home_is_a_category_the_projection_reads_in_a_collection_of_its_own() {
+        for name in ProjectorName::ALL {
+            let projection = projection_for(name);
+            let homes = projection.homes();
+            for home in &homes {
+                assert!(projection.wants(&home.category), "{name}: {home:?}");
+                let sharing = homes
+                    .iter()
+                    .filter(|other| other.collection == home.collection)
+                    .count();
+                assert_eq!(sharing, 1, "{name}: two categories in {}", home.collection);
+            }
+            if matches!(name, ProjectorName::Orders) {
+                assert_eq!(homes, vec![Home::new("order", "orders")]);
+            }
+        }
+    }
 
     #[test]
     fn no_projection_reads_a_category_the_relay_does_not_publish() {

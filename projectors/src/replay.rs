@@ -194,7 +194,8 @@ pub async fn rebuild_with(
     for target in targets {
         target
             .db
-            .set_layout(target.projection.layout())
+            .set_homes(&target.projection.homes())
+            .and_then(|()| target.db.set_layout(target.projection.layout()))
             .context("cannot record the rebuilt view's layout")?;
         weighed.push((
             u64::from(weight(target.projection.name())),

@@ -264,8 +264,10 @@ impl Projector {
             cache_bytes: settings.cache_bytes,
         };
         let mut db = ViewDb::open(&path, db_options)?;
-        let wanted = projection_for(name).layout();
-        if let Some(found) = db.adopt_layout(wanted)? {
+        let projection = projection_for(name);
+        let wanted = projection.layout();
+        let homes = projection.homes();
+        if let Some(found) = db.adopt_layout(wanted, &homes)? {
             // Documents this code cannot read: start a new, empty
             // generation; catching up from the store on start rebuilds it.
             tracing::warn!(
@@ -277,6 +279,7 @@ impl Projector {
             );
             let next = dir.next_generation()?;
             let fresh = ViewDb::open(&next, db_options)?;
+            fresh.set_homes(&homes)?;
             fresh.set_layout(wanted)?;
             drop(std::mem::replace(&mut db, fresh));
             dir.swap_to(&next)?;
@@ -300,6 +303,7 @@ impl Projector {
         settings: RuntimeSettings,
     ) -> Result<Arc<Self>, RuntimeError> {
         let db = ViewDb::temporary()?;
+        db.set_homes(&projection_for(name).homes())?;
         Ok(Self::with_db(
             name,
             None,

@@ -7,12 +7,25 @@
 //!
 //! | prefix | key | value |
 //! |---|---|---|
-//! | `d` | collection `\0` document key | the document, JSON |
+//! | `d` | collection `\0` document key | the document, JSON, and maybe its home stream's position (below) |
 //! | `p` | stream | last applied version, u64 big-endian |
 //! | `x` | stream `\0` version (u64 BE) | why that stored event was skipped |
 //! | `m` | name | bookkeeping (applied and swept positions, store id, counters) |
 //!
 //! Only the `d` keyspace is the view's content: the digest hashes it alone.
+//!
+//! **Home documents.** A projection may name, per stream category, a
+//! collection whose document keyed by the stream's id belongs to that stream
+//! (the `orders` document of `order-<id>`); the database records these
+//! *homes* when it is created. While a stream's home document exists, the
+//! stream's position is written into it, as a 9-byte trailer after the JSON
+//! (the version, u64 big-endian, then `0xFF`, a byte UTF-8 never holds),
+//! instead of under its own `p` key: one sled write where there were two.
+//! Every reader of a document strips the trailer, so the served JSON and
+//! the digest do not see it. A stream's position is its home document's
+//! trailer when there is one, else its `p` key: a `p` key is only written
+//! while the home document does not exist, and a document that exists takes
+//! every later position of its stream, so the trailer is never behind.
 //!
 //! The *swept position* is a watermark: every event at or below it has
 //! been applied (or ignored, or skipped as poison). It moves only when the
@@ -54,6 +67,12 @@ const META_EVENTS: &str = "events_applied";
 const META_SWEPT: &str = "swept_position";
 /// The layout version of the documents (see `Projection::layout`).
 const META_LAYOUT: &str = "layout";
+/// The position homes (see the module docs): `category\tcollection` lines.
+const META_HOMES: &str = "homes";
+/// The last byte of a document that carries its home stream's position.
+const TRAILER_MARK: u8 = 0xFF;
+/// The trailer's length: the version, then the mark.
+const TRAILER_LEN: usize = 9;
 /// Events below this global position may have been applied without their
 /// stream's own position being written (a rebuild writes none, to be fast):
 /// 0 for a database that only ever applied events live, the rebuild's swept
@@ -178,6 +197,86 @@ fn read_u64(name: &str, bytes: &[u8]) -> Result<u64, ViewError> {
         })
 }
 
+/// A stored document's JSON and the position its trailer carries, if any.
+fn split_trailer(bytes: &[u8]) -> (&[u8], Option<u64>) {
+    match bytes.split_last() {
+        Some((&TRAILER_MARK, rest)) if rest.len() >= TRAILER_LEN - 1 => {
+            let (json, version) = rest.split_at(rest.len() - (TRAILER_LEN - 1));
+            let version = <[u8; 8]>::try_from(version).map(u64::from_be_bytes).ok();
+            (json, version)
+        }
+        _ => (bytes, None),
+    }
+}
+
+/// A stored document without its trailer.
+fn strip_trailer(bytes: sled::IVec) -> sled::IVec {
+    let len = split_trailer(&bytes).0.len();
+    if len == bytes.len() {
+        bytes
+    } else {
+        bytes.subslice(0, len)
+    }
+}
+
+/// `json` with a trailer carrying `version`.
+fn with_trailer(mut json: Vec<u8>, version: u64) -> Vec<u8> {
+    json.reserve_exact(TRAILER_LEN);
+    json.extend_from_slice(&version.to_be_bytes());
+    json.push(TRAILER_MARK);
+    json
+}
+
+/// Where a stream category's positions live while its home document exists:
+/// in the document of `collection` keyed by the stream's id (see the module docs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Home {
+    /// The stream category (`order` for `order-<id>`).
+    pub category: String,
+    /// The collection whose document keyed by the id is the stream's home.
+    pub collection: String,
+}
+
+impl Home {
+    /// The home of `category`'s streams in `collection`.
+    pub fn new(category: &str, collection: &str) -> Self {
+        Self {
+            category: category.to_owned(),
+            collection: collection.to_owned(),
+        }
+    }
+
+    /// The full key of `stream`'s home document, if the stream is of this category.
+    fn key_of(&self, stream: &str) -> Option<Vec<u8>> {
+        let id = stream
+            .strip_prefix(self.category.as_str())?
+            .strip_prefix('-')?;
+        (!id.is_empty()).then(|| doc_key(&self.collection, id))
+    }
+}
+
+fn encode_homes(homes: &[Home]) -> Vec<u8> {
+    homes
+        .iter()
+        .map(|home| format!("{}\t{}\n", home.category, home.collection))
+        .collect::<String>()
+        .into_bytes()
+}
+
+fn decode_homes(bytes: &[u8]) -> Result<Vec<Home>, ViewError> {
+    let corrupt = || ViewError::CorruptMeta {
+        name: META_HOMES.to_owned(),
+    };
+    std::str::from_utf8(bytes)
+        .map_err(|_| corrupt())?
+        .lines()
+        .map(|line| {
+            let (category, collection) = line.split_once('\t').ok_or_else(corrupt)?;
+            Ok(Home::new(category, collection))
+        })
+        .collect()
+}
+
 /// How a view database is opened.
 #[derive(Clone, Copy, Debug)]
 pub struct DbOptions {
@@ -201,6 +300,8 @@ impl Default for DbOptions {
 pub struct ViewDb {
     db: sled::Db,
     path: PathBuf,
+    /// The position homes recorded in the database.
+    homes: parking_lot::RwLock<Vec<Home>>,
 }
 
 /// The bookkeeping of a view database.
@@ -234,9 +335,14 @@ impl ViewDb {
         // A view closed and reopened in one process (a test, a replay's
         // swap) may find sled's lock still held for a moment.
         let db = event_store::index::open_sled(&config)?;
+        let homes = match db.get(meta_key(META_HOMES))? {
+            Some(bytes) => decode_homes(&bytes)?,
+            None => Vec::new(),
+        };
         let view = Self {
             db,
             path: path.to_owned(),
+            homes: parking_lot::RwLock::new(homes),
         };
         if !view.db.was_recovered() {
             view.mark_fresh()?;
@@ -258,6 +364,7 @@ impl ViewDb {
         let view = Self {
             db,
             path: PathBuf::new(),
+            homes: parking_lot::RwLock::new(Vec::new()),
         };
         view.mark_fresh()?;
         Ok(view)
@@ -318,7 +425,7 @@ impl ViewDb {
 
     /// A document's stored JSON.
     pub fn get_raw(&self, collection: &str, key: &str) -> Result<Option<sled::IVec>, ViewError> {
-        Ok(self.db.get(doc_key(collection, key))?)
+        Ok(self.db.get(doc_key(collection, key))?.map(strip_trailer))
     }
 
     /// A document, decoded.
@@ -361,10 +468,12 @@ impl ViewDb {
         self.db.range(start..end).map(move |item| {
             let (key, value) = item?;
             let key = String::from_utf8_lossy(&key[skip..]).into_owned();
-            let doc = serde_json::from_slice(&value).map_err(|source| ViewError::Corrupt {
-                collection: collection.name,
-                key: key.clone(),
-                source,
+            let doc = serde_json::from_slice(split_trailer(&value).0).map_err(|source| {
+                ViewError::Corrupt {
+                    collection: collection.name,
+                    key: key.clone(),
+                    source,
+                }
             })?;
             Ok((key, doc))
         })
@@ -382,21 +491,51 @@ impl ViewDb {
             .map(move |item| {
                 let (key, value) = item?;
                 let key = String::from_utf8_lossy(&key[skip..]).into_owned();
-                let doc = serde_json::from_slice(&value).map_err(|source| ViewError::Corrupt {
-                    collection: collection.name,
-                    key: key.clone(),
-                    source,
+                let doc = serde_json::from_slice(split_trailer(&value).0).map_err(|source| {
+                    ViewError::Corrupt {
+                        collection: collection.name,
+                        key: key.clone(),
+                        source,
+                    }
                 })?;
                 Ok((key, doc))
             })
     }
 
-    /// The last applied version of a stream.
+    /// The last applied version of a stream: its home document's trailer
+    /// if it has one, else its own key.
     pub fn position(&self, stream: &str) -> Result<Option<u64>, ViewError> {
+        if let Some(home) = self.home_key(stream) {
+            if let Some(version) = self.db.get(home)?.and_then(|doc| split_trailer(&doc).1) {
+                return Ok(Some(version));
+            }
+        }
         self.db
             .get(position_key(stream))?
             .map(|bytes| read_u64(stream, &bytes))
             .transpose()
+    }
+
+    /// The key of a stream's home document, if its category has a home here.
+    fn home_key(&self, stream: &str) -> Option<Vec<u8>> {
+        self.homes
+            .read()
+            .iter()
+            .find_map(|home| home.key_of(stream))
+    }
+
+    /// The position homes recorded in the database.
+    pub fn homes(&self) -> Vec<Home> {
+        self.homes.read().clone()
+    }
+
+    /// Records the position homes of a database nothing was applied to yet
+    /// (durably): they must not change under written positions.
+    pub fn set_homes(&self, homes: &[Home]) -> Result<(), ViewError> {
+        self.db.insert(meta_key(META_HOMES), encode_homes(homes))?;
+        self.db.flush()?;
+        *self.homes.write() = homes.to_vec();
+        Ok(())
     }
 
     /// Why a stored event was skipped, if it was.
@@ -439,12 +578,14 @@ impl ViewDb {
     /// it), and tells whether the documents are laid out that way: `None`
     /// if they are, else the layout they have. A database that applied
     /// events before layouts were recorded has layout 1.
-    pub fn adopt_layout(&self, wanted: u64) -> Result<Option<u64>, ViewError> {
+    /// A database that takes on `wanted` also records `homes`.
+    pub fn adopt_layout(&self, wanted: u64, homes: &[Home]) -> Result<Option<u64>, ViewError> {
         let found = match self.layout()? {
             Some(found) => found,
             None => {
                 let meta = self.meta()?;
                 if meta.applied_position.is_none() && meta.swept_position.is_none() {
+                    self.set_homes(homes)?;
                     self.set_layout(wanted)?;
                     return Ok(None);
                 }
@@ -484,9 +625,10 @@ impl ViewDb {
 
     /// Every `(key, value)` of the view's content, in key order (for the digest).
     pub fn content(&self) -> impl Iterator<Item = Result<(sled::IVec, sled::IVec), ViewError>> {
-        self.db
-            .scan_prefix([DOC])
-            .map(|item| item.map_err(ViewError::from))
+        self.db.scan_prefix([DOC]).map(|item| {
+            item.map(|(key, value)| (key, strip_trailer(value)))
+                .map_err(ViewError::from)
+        })
     }
 
     /// Every stored document as JSON, grouped by collection (tests and debugging).
@@ -536,6 +678,8 @@ struct Slot {
     dirty: bool,
     /// Whether the document is stored in sled (so removing it must be written).
     stored: bool,
+    /// The position of the stream whose home it is, carried in its trailer.
+    trailer: Option<u64>,
 }
 
 /// Hashes of the keys a rebuild has written so far. A key whose hash is
@@ -640,18 +784,18 @@ impl ViewTx {
                 } else {
                     db.db.get(entry.key())?
                 };
-                let value = match stored {
+                let (value, trailer) = match stored {
                     Some(bytes) => {
-                        let doc: T = serde_json::from_slice(&bytes).map_err(|source| {
-                            ViewError::Corrupt {
+                        let (json, trailer) = split_trailer(&bytes);
+                        let doc: T =
+                            serde_json::from_slice(json).map_err(|source| ViewError::Corrupt {
                                 collection: collection.name,
                                 key: key.to_owned(),
                                 source,
-                            }
-                        })?;
-                        Some(Box::new(doc) as Box<dyn Held>)
+                            })?;
+                        (Some(Box::new(doc) as Box<dyn Held>), trailer)
                     }
-                    None => None,
+                    None => (None, None),
                 };
                 let stored = value.is_some();
                 Ok(entry.insert(Slot {
@@ -659,6 +803,7 @@ impl ViewTx {
                     value,
                     dirty: false,
                     stored,
+                    trailer,
                 }))
             }
         }
@@ -938,8 +1083,40 @@ impl ViewTx {
         let mut writes = Vec::with_capacity(self.docs.len() + self.positions.len() + 4);
         let mut stats = CommitStats {
             events: self.events,
+            positions: self.positions.len(),
             ..CommitStats::default()
         };
+        // Positions first: those whose home document exists go into it.
+        let homes = self.db.homes();
+        for (stream, version) in self.positions.drain() {
+            let home = homes.iter().find_map(|home| home.key_of(&stream));
+            let key = match home {
+                None => position_key(&stream),
+                Some(home) => match self.docs.get_mut(&home) {
+                    Some(slot) if slot.value.is_some() => {
+                        slot.trailer = Some(version);
+                        slot.dirty = true;
+                        self.known_positions.insert(stream, version);
+                        continue;
+                    }
+                    // Removed in this transaction: the position goes to its key.
+                    Some(_) => position_key(&stream),
+                    // Not held: if it is stored, its trailer is rewritten
+                    // without decoding the document.
+                    None => match self.db.db.get(&home)? {
+                        Some(doc) => {
+                            let json = split_trailer(&doc).0.to_vec();
+                            writes.push((home, Some(with_trailer(json, version))));
+                            self.known_positions.insert(stream, version);
+                            continue;
+                        }
+                        None => position_key(&stream),
+                    },
+                },
+            };
+            writes.push((key, Some(version.to_be_bytes().to_vec())));
+            self.known_positions.insert(stream, version);
+        }
         for (key, slot) in self.docs.iter_mut() {
             if !slot.dirty {
                 continue;
@@ -947,11 +1124,14 @@ impl ViewTx {
             slot.dirty = false;
             match &slot.value {
                 Some(held) => {
-                    let bytes = held.encode().map_err(|source| ViewError::Encode {
+                    let mut bytes = held.encode().map_err(|source| ViewError::Encode {
                         collection: slot.collection,
                         key: String::from_utf8_lossy(key).into_owned(),
                         source,
                     })?;
+                    if let Some(version) = slot.trailer {
+                        bytes = with_trailer(bytes, version);
+                    }
                     slot.stored = true;
                     writes.push((key.clone(), Some(bytes)));
                 }
@@ -959,15 +1139,13 @@ impl ViewTx {
                 None if !slot.stored => continue,
                 None => {
                     slot.stored = false;
+                    // Its stream's later positions go to their own key until
+                    // it is stored again.
+                    slot.trailer = None;
                     writes.push((key.clone(), None));
                 }
             }
             stats.documents += 1;
-        }
-        stats.positions = self.positions.len();
-        for (stream, version) in self.positions.drain() {
-            writes.push((position_key(&stream), Some(version.to_be_bytes().to_vec())));
-            self.known_positions.insert(stream, version);
         }
         for (stream, version, reason) in std::mem::take(&mut self.poisoned) {
             writes.push((poisoned_key(&stream, version), Some(reason.into_bytes())));
@@ -1028,18 +1206,170 @@ mod tests {
     fn a_fresh_database_takes_the_wanted_layout_and_one_with_events_but_none_recorded_has_layout_one(
     ) {
         let fresh = db();
-        assert_eq!(fresh.adopt_layout(3).unwrap(), None);
+        assert_eq!(fresh.adopt_layout(3, &[]).unwrap(), None);
         assert_eq!(fresh.layout().unwrap(), Some(3));
-        assert_eq!(fresh.adopt_layout(4).unwrap(), Some(3));
+        assert_eq!(fresh.adopt_layout(4, &[]).unwrap(), Some(3));
 
         let old = db();
         let mut tx = old.begin().unwrap();
         tx.upsert(COUNTERS, "a").unwrap().n += 1;
         tx.mark_applied("counter-a", 0, 0);
         tx.commit().unwrap();
-        assert_eq!(old.adopt_layout(2).unwrap(), Some(1));
-        assert_eq!(old.adopt_layout(1).unwrap(), None);
+        assert_eq!(old.adopt_layout(2, &[]).unwrap(), Some(1));
+        assert_eq!(old.adopt_layout(1, &[]).unwrap(), None);
         assert_eq!(old.layout().unwrap(), None, "nothing recorded for it");
+    }
+
+    /// A database whose `counter-*` streams have their home in `counters`.
+    fn homed() -> Arc<ViewDb> {
+        let db = db();
+        db.set_homes(&[Home::new("counter", COUNTERS.name())])
+            .unwrap();
+        db
+    }
+
+    fn own_key(db: &ViewDb, stream: &str) -> Option<u64> {
+        db.db
+            .get(position_key(stream))
+            .unwrap()
+            .map(|bytes| read_u64(stream, &bytes).unwrap())
+    }
+
+    #[test]
+    fn a_stream_with_its_home_document_keeps_its_position_in_it_out_of_sight_of_readers() {
+        let plain = db();
+        let db = homed();
+        for view in [&db, &plain] {
+            let mut tx = view.begin().unwrap();
+            tx.upsert(COUNTERS, "a").unwrap().n = 7;
+            tx.mark_applied("counter-a", 3, 30);
+            // Another category, and an id with no document: own keys.
+            tx.mark_applied("other-a", 1, 31);
+            tx.mark_applied("counter-b", 2, 32);
+            let stats = tx.commit().unwrap();
+            assert_eq!((stats.documents, stats.positions), (1, 3));
+        }
+        assert_eq!(db.position("counter-a").unwrap(), Some(3));
+        assert_eq!(own_key(&db, "counter-a"), None, "no key of its own");
+        assert_eq!(own_key(&plain, "counter-a"), Some(3));
+        for stream in ["other-a", "counter-b"] {
+            assert_eq!(own_key(&db, stream), db.position(stream).unwrap());
+            assert!(db.position(stream).unwrap().is_some(), "{stream}");
+        }
+        let raw = db.db.get(doc_key("counters", "a")).unwrap().unwrap();
+        assert_eq!(raw.last(), Some(&TRAILER_MARK));
+        // Readers see the JSON alone: served bytes, decoded documents, the digest.
+        assert_eq!(
+            &db.get_raw("counters", "a").unwrap().unwrap()[..],
+            br#"{"n":7}"#
+        );
+        assert_eq!(db.get(COUNTERS, "a").unwrap(), Some(Counter { n: 7 }));
+        let scanned: Vec<_> = db.scan(COUNTERS, None).map(Result::unwrap).collect();
+        assert_eq!(scanned, vec![("a".to_owned(), Counter { n: 7 })]);
+        assert_eq!(
+            crate::digest::digest(&db).unwrap(),
+            crate::digest::digest(&plain).unwrap()
+        );
+
+        // A later transaction (not carried) reads the position and the document.
+        let mut tx = db.begin().unwrap();
+        assert_eq!(tx.position("counter-a").unwrap(), Some(3));
+        tx.get_mut(COUNTERS, "a").unwrap().unwrap().n += 1;
+        tx.mark_applied("counter-a", 4, 33);
+        tx.commit().unwrap();
+        assert_eq!(db.position("counter-a").unwrap(), Some(4));
+        assert_eq!(db.get(COUNTERS, "a").unwrap(), Some(Counter { n: 8 }));
+    }
+
+    #[test]
+    fn a_position_moved_without_its_document_in_hand_is_written_into_it_unchanged() {
+        let db = homed();
+        let mut tx = db.begin().unwrap();
+        tx.upsert(COUNTERS, "a").unwrap().n = 1;
+        tx.mark_applied("counter-a", 1, 10);
+        tx.commit().unwrap();
+        // An event of the stream that does not touch its document.
+        let mut tx = db.begin().unwrap();
+        tx.mark_applied("counter-a", 2, 11);
+        tx.commit().unwrap();
+        assert_eq!(db.position("counter-a").unwrap(), Some(2));
+        assert_eq!(own_key(&db, "counter-a"), None);
+        assert_eq!(
+            &db.get_raw("counters", "a").unwrap().unwrap()[..],
+            br#"{"n":1}"#
+        );
+    }
+
+    #[test]
+    fn a_removed_home_hands_the_position_to_its_key_and_a_recreated_one_does_not_bring_back_the_old(
+    ) {
+        let db = homed();
+        let mut tx = db.begin().unwrap();
+        tx.upsert(COUNTERS, "a").unwrap().n = 1;
+        tx.mark_applied("counter-a", 1, 10);
+        let (_, carry) = tx.commit_carrying(100).unwrap();
+        // Removed, and the stream moves on while it is gone.
+        let mut tx = db.begin_with(carry).unwrap();
+        tx.remove(COUNTERS, "a").unwrap();
+        tx.mark_applied("counter-a", 2, 11);
+        let (_, carry) = tx.commit_carrying(100).unwrap();
+        assert_eq!(db.position("counter-a").unwrap(), Some(2));
+        assert_eq!(own_key(&db, "counter-a"), Some(2));
+        let mut tx = db.begin_with(carry).unwrap();
+        tx.mark_applied("counter-a", 3, 12);
+        let (_, carry) = tx.commit_carrying(100).unwrap();
+        assert_eq!(db.position("counter-a").unwrap(), Some(3));
+        // Created again by something else (no event of its stream): no
+        // trailer, so the key still tells.
+        let mut tx = db.begin_with(carry).unwrap();
+        tx.upsert(COUNTERS, "a").unwrap().n = 5;
+        tx.note_position(13);
+        let (_, carry) = tx.commit_carrying(100).unwrap();
+        assert_eq!(db.position("counter-a").unwrap(), Some(3));
+        // Its stream's next event takes the document again.
+        let mut tx = db.begin_with(carry).unwrap();
+        tx.mark_applied("counter-a", 4, 14);
+        tx.commit().unwrap();
+        assert_eq!(db.position("counter-a").unwrap(), Some(4));
+        assert_eq!(db.get(COUNTERS, "a").unwrap(), Some(Counter { n: 5 }));
+    }
+
+    #[test]
+    fn homes_are_recorded_in_the_database_and_read_back_on_open() {
+        let temp = tempfile::tempdir().unwrap();
+        let path = temp.path().join("view");
+        let homes = [
+            Home::new("counter", "counters"),
+            Home::new("order", "orders"),
+        ];
+        {
+            let db = ViewDb::open(&path, DbOptions::default()).unwrap();
+            assert_eq!(db.adopt_layout(2, &homes).unwrap(), None);
+        }
+        let db = ViewDb::open(&path, DbOptions::default()).unwrap();
+        assert_eq!(db.homes(), homes.to_vec());
+        assert_eq!(
+            decode_homes(b"no tab here\n").unwrap_err().to_string(),
+            "bookkeeping value homes is corrupt"
+        );
+    }
+
+    #[test]
+    fn only_a_trailer_with_its_mark_is_split_off() {
+        assert_eq!(split_trailer(br#"{"n":1}"#), (&br#"{"n":1}"#[..], None));
+        let with = with_trailer(br#"{"n":1}"#.to_vec(), 258);
+        assert_eq!(split_trailer(&with), (&br#"{"n":1}"#[..], Some(258)));
+        assert_eq!(
+            split_trailer(&[0xFF]),
+            (&[0xFF][..], None),
+            "too short to hold one"
+        );
+        assert_eq!(Home::new("order", "orders").key_of("order-"), None);
+        assert_eq!(Home::new("order", "orders").key_of("orders-1"), None);
+        assert_eq!(
+            Home::new("order", "orders").key_of("order-1"),
+            Some(doc_key("orders", "1"))
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     name::ProjectorName,
     projection::{Projection, ProjectionError},
-    viewdb::{Collection, ViewTx},
+    viewdb::{Collection, Home, ViewTx},
 };
 
 /// The `carts` view, by customer id.
@@ -47,6 +47,15 @@ impl Projection for Carts {
 
     fn views(&self) -> &'static [&'static str] {
         &["carts"]
+    }
+
+    fn layout(&self) -> u64 {
+        // 2: documents hold their stream's position (see `homes`).
+        2
+    }
+
+    fn homes(&self) -> Vec<Home> {
+        vec![Home::new(cart::STREAM_CATEGORY, CARTS.name())]
     }
 
     fn apply(

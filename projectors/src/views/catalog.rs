@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::{
     name::ProjectorName,
     projection::{Projection, ProjectionError},
-    viewdb::{Collection, ViewDb, ViewError, ViewTx},
+    viewdb::{Collection, Home, ViewDb, ViewError, ViewTx},
     views::inventory::StockDoc,
 };
 
@@ -103,6 +103,18 @@ impl Projection for Catalog {
 
     fn views(&self) -> &'static [&'static str] {
         &["products"]
+    }
+
+    fn layout(&self) -> u64 {
+        // 2: documents hold their stream's position (see `homes`).
+        2
+    }
+
+    fn homes(&self) -> Vec<Home> {
+        vec![
+            Home::new(product::STREAM_CATEGORY, PRODUCTS.name()),
+            Home::new(stock::STREAM_CATEGORY, STOCK_LEVELS.name()),
+        ]
     }
 
     fn apply(

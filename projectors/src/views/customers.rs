@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     name::ProjectorName,
     projection::{assembled, Projection, ProjectionError},
-    viewdb::{Collection, ViewDb, ViewError, ViewTx},
+    viewdb::{Collection, Home, ViewDb, ViewError, ViewTx},
 };
 
 /// The customers as stored, by customer id (without their history).
@@ -194,7 +194,15 @@ impl Projection for Customers {
 
     fn layout(&self) -> u64 {
         // 2: the history as one document per order (1: inside the customer's).
-        2
+        // 3: documents hold their stream's position (see `homes`).
+        3
+    }
+
+    fn homes(&self) -> Vec<Home> {
+        vec![
+            Home::new(customer::STREAM_CATEGORY, CUSTOMERS.name()),
+            Home::new(order::STREAM_CATEGORY, ORDER_NOTES.name()),
+        ]
     }
 
     fn document(

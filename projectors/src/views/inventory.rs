@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     name::ProjectorName,
     projection::{Projection, ProjectionError},
-    viewdb::{Collection, ViewTx},
+    viewdb::{Collection, Home, ViewTx},
 };
 
 /// The `stock` view, by SKU.
@@ -68,6 +68,15 @@ impl Projection for Inventory {
 
     fn views(&self) -> &'static [&'static str] {
         &["stock"]
+    }
+
+    fn layout(&self) -> u64 {
+        // 2: documents hold their stream's position (see `homes`).
+        2
+    }
+
+    fn homes(&self) -> Vec<Home> {
+        vec![Home::new(stock::STREAM_CATEGORY, STOCK.name())]
     }
 
     fn apply(

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     name::ProjectorName,
     projection::{assembled, Projection, ProjectionError},
-    viewdb::{Collection, ViewDb, ViewError, ViewTx},
+    viewdb::{Collection, Home, ViewDb, ViewError, ViewTx},
 };
 
 /// The messages about each order, by `<customer id>/<order id>`.
@@ -132,7 +132,12 @@ impl Projection for Notifications {
     /// 2: one document per order (`notification_messages`); 1 had one per
     /// message (`notification_items`).
     fn layout(&self) -> u64 {
-        2
+        // 3: documents hold their stream's position (see `homes`).
+        3
+    }
+
+    fn homes(&self) -> Vec<Home> {
+        vec![Home::new(order::STREAM_CATEGORY, ORDER_NOTES.name())]
     }
 
     fn views(&self) -> &'static [&'static str] {

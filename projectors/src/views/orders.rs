@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     name::ProjectorName,
     projection::{Projection, ProjectionError},
-    viewdb::{Collection, ViewTx},
+    viewdb::{Collection, Home, ViewTx},
 };
 
 /// The `orders` view, by order id.
@@ -98,6 +98,15 @@ impl Projection for Orders {
 
     fn views(&self) -> &'static [&'static str] {
         &["orders"]
+    }
+
+    fn layout(&self) -> u64 {
+        // 2: an order's document holds its stream's position.
+        2
+    }
+
+    fn homes(&self) -> Vec<Home> {
+        vec![Home::new(order::STREAM_CATEGORY, ORDERS.name())]
     }
 
     fn apply(

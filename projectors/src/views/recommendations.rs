@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     name::ProjectorName,
     projection::{Projection, ProjectionError},
-    viewdb::{Collection, ViewDb, ViewError, ViewTx},
+    viewdb::{Collection, Home, ViewDb, ViewError, ViewTx},
 };
 
 /// Bought-together counts by SKU.
@@ -96,6 +96,15 @@ impl Projection for Recommendations {
 
     fn views(&self) -> &'static [&'static str] {
         &["bought_together"]
+    }
+
+    fn layout(&self) -> u64 {
+        // 2: documents hold their stream's position (see `homes`).
+        2
+    }
+
+    fn homes(&self) -> Vec<Home> {
+        vec![Home::new(order::STREAM_CATEGORY, OPEN_ORDERS.name())]
     }
 
     fn apply(

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     name::ProjectorName,
     projection::{Projection, ProjectionError},
-    viewdb::{Collection, ViewDb, ViewError, ViewTx},
+    viewdb::{Collection, Home, ViewDb, ViewError, ViewTx},
 };
 
 /// Totals, under the single key [`TOTALS_KEY`].
@@ -122,6 +122,15 @@ impl Projection for Sales {
 
     fn views(&self) -> &'static [&'static str] {
         &["sales", "sales_by_sku"]
+    }
+
+    fn layout(&self) -> u64 {
+        // 2: documents hold their stream's position (see `homes`).
+        2
+    }
+
+    fn homes(&self) -> Vec<Home> {
+        vec![Home::new(order::STREAM_CATEGORY, OPEN_ORDERS.name())]
     }
 
     fn apply(

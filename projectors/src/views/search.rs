@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     name::ProjectorName,
     projection::{Projection, ProjectionError},
-    viewdb::{Collection, ViewDb, ViewError, ViewTx},
+    viewdb::{Collection, Home, ViewDb, ViewError, ViewTx},
 };
 
 /// Indexed products by SKU.
@@ -124,6 +124,15 @@ impl Projection for Search {
 
     fn views(&self) -> &'static [&'static str] {
         &["search_products"]
+    }
+
+    fn layout(&self) -> u64 {
+        // 2: documents hold their stream's position (see `homes`).
+        2
+    }
+
+    fn homes(&self) -> Vec<Home> {
+        vec![Home::new(product::STREAM_CATEGORY, SEARCH_PRODUCTS.name())]
     }
 
     fn apply(

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     name::ProjectorName,
     projection::{Projection, ProjectionError},
-    viewdb::{Collection, ViewTx},
+    viewdb::{Collection, Home, ViewTx},
 };
 
 /// The `wishlists` view, by customer id.
@@ -36,6 +36,15 @@ impl Projection for Wishlists {
 
     fn views(&self) -> &'static [&'static str] {
         &["wishlists"]
+    }
+
+    fn layout(&self) -> u64 {
+        // 2: documents hold their stream's position (see `homes`).
+        2
+    }
+
+    fn homes(&self) -> Vec<Home> {
+        vec![Home::new(wishlist::STREAM_CATEGORY, WISHLISTS.name())]
     }
 
     fn apply(

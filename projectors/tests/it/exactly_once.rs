@@ -84,6 +84,8 @@ async fn delivered(
     for name in ProjectorName::ALL {
         let applier = Applier::new(projection_for(name));
         let db = Arc::new(ViewDb::temporary().unwrap());
+        // As a projector's database: positions in their home documents.
+        db.set_homes(&projection_for(name).homes()).unwrap();
         if rebuilt > 0 {
             let target = Target {
                 projection: projection_for(name),
