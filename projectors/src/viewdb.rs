@@ -246,6 +246,14 @@ impl Home {
         }
     }
 
+    /// The stream whose home the document under the full key `key` is, if
+    /// it is in this collection.
+    fn stream_of(&self, key: &[u8]) -> Option<String> {
+        let id = key.strip_prefix(doc_prefix(&self.collection).as_slice())?;
+        let id = std::str::from_utf8(id).ok().filter(|id| !id.is_empty())?;
+        Some(format!("{}-{id}", self.category))
+    }
+
     /// The full key of `stream`'s home document, if the stream is of this category.
     fn key_of(&self, stream: &str) -> Option<Vec<u8>> {
         let id = stream
@@ -1099,8 +1107,12 @@ impl ViewTx {
                         self.known_positions.insert(stream, version);
                         continue;
                     }
-                    // Removed in this transaction: the position goes to its key.
-                    Some(_) => position_key(&stream),
+                    // Removed in this transaction: the position goes to its
+                    // key (and the old trailer with the document).
+                    Some(slot) => {
+                        slot.trailer = None;
+                        position_key(&stream)
+                    }
                     // Not held: if it is stored, its trailer is rewritten
                     // without decoding the document.
                     None => match self.db.db.get(&home)? {
@@ -1139,9 +1151,16 @@ impl ViewTx {
                 None if !slot.stored => continue,
                 None => {
                     slot.stored = false;
-                    // Its stream's later positions go to their own key until
-                    // it is stored again.
-                    slot.trailer = None;
+                    // The position it carried goes to its stream's own key,
+                    // as do the stream's later ones until it is stored again.
+                    if let Some(version) = slot.trailer.take() {
+                        if let Some(stream) = homes.iter().find_map(|home| home.stream_of(key)) {
+                            writes.push((
+                                position_key(&stream),
+                                Some(version.to_be_bytes().to_vec()),
+                            ));
+                        }
+                    }
                     writes.push((key.clone(), None));
                 }
             }
@@ -1332,6 +1351,78 @@ mod tests {
         tx.commit().unwrap();
         assert_eq!(db.position("counter-a").unwrap(), Some(4));
         assert_eq!(db.get(COUNTERS, "a").unwrap(), Some(Counter { n: 5 }));
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// Creates or changes a `counters` document.
+        Put(usize),
+        Remove(usize),
+        /// Applies the next event of a stream.
+        Advance(usize),
+        /// Commits, handing the transaction's documents on or not.
+        Commit(bool),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0..2usize).prop_map(Op::Put),
+            (0..2usize).prop_map(Op::Remove),
+            (0..3usize).prop_map(Op::Advance),
+            any::<bool>().prop_map(Op::Commit),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever documents come and go, every stream's position reads back
+        /// as the last version applied to it, within a transaction and after
+        /// its commit.
+        #[test]
+        fn positions_read_back_whatever_their_homes_do(ops in proptest::collection::vec(op(), 1..60)) {
+            const KEYS: [&str; 2] = ["a", "b"];
+            // Two with a home (`counters/a`, `counters/b`), one without.
+            const STREAMS: [&str; 3] = ["counter-a", "counter-b", "other-a"];
+            let db = homed();
+            let mut committed: [Option<u64>; 3] = [None; 3];
+            let mut pending = committed;
+            let mut docs: [Option<u64>; 2] = [None; 2];
+            let mut position = 0;
+            let mut tx = db.begin().unwrap();
+            for op in ops.into_iter().chain([Op::Commit(false)]) {
+                match op {
+                    Op::Put(d) => {
+                        tx.upsert(COUNTERS, KEYS[d]).unwrap().n += 1;
+                        docs[d] = Some(docs[d].unwrap_or(0) + 1);
+                    }
+                    Op::Remove(d) => {
+                        tx.remove(COUNTERS, KEYS[d]).unwrap();
+                        docs[d] = None;
+                    }
+                    Op::Advance(i) => {
+                        let version = pending[i].map_or(0, |v| v + 1);
+                        position += 1;
+                        tx.mark_applied(STREAMS[i], version, position);
+                        pending[i] = Some(version);
+                    }
+                    Op::Commit(carry) => {
+                        let (_, kept) = tx.commit_carrying(if carry { 100 } else { 0 }).unwrap();
+                        committed = pending;
+                        for (i, stream) in STREAMS.iter().enumerate() {
+                            proptest::prop_assert_eq!(db.position(stream).unwrap(), committed[i], "{}", stream);
+                        }
+                        for (d, key) in KEYS.iter().enumerate() {
+                            let stored = db.get(COUNTERS, key).unwrap().map(|c| c.n);
+                            proptest::prop_assert_eq!(stored, docs[d], "{}", key);
+                        }
+                        tx = db.begin_with(kept).unwrap();
+                    }
+                }
+                for (i, stream) in STREAMS.iter().enumerate() {
+                    proptest::prop_assert_eq!(tx.position(stream).unwrap(), pending[i], "{} in the transaction", stream);
+                }
+            }
+        }
     }
 
     #[test]
