@@ -24,8 +24,10 @@
 //! Every reader of a document strips the trailer, so the served JSON and
 //! the digest do not see it. A stream's position is its home document's
 //! trailer when there is one, else its `p` key: a `p` key is only written
-//! while the home document does not exist, and a document that exists takes
-//! every later position of its stream, so the trailer is never behind.
+//! while the home document does not exist (a removed one hands its
+//! trailer's position to the key in the same batch), and a document that
+//! exists takes every later position of its stream, so the trailer is never
+//! behind.
 //!
 //! The *swept position* is a watermark: every event at or below it has
 //! been applied (or ignored, or skipped as poison). It moves only when the
