@@ -132,6 +132,7 @@ impl Projection for Notifications {
     /// 2: one document per order (`notification_messages`); 1 had one per
     /// message (`notification_items`).
     fn layout(&self) -> u64 {
+        // 2: one document per order's messages (1: one per message).
         // 3: documents hold their stream's position (see `homes`).
         3
     }
