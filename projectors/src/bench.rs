@@ -136,7 +136,12 @@ fn proc_status_mib(field: &str) -> Option<f64> {
 
 /// CPU time this process used so far (user + system), from `/proc/self/stat`.
 fn cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    cpu_seconds_of("self")
+}
+
+/// The CPU seconds of process `pid` (`self` for this one) so far (Linux).
+fn cpu_seconds_of(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which is in parentheses and may hold spaces).
     let rest = stat.rsplit_once(')')?.1;
     let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -151,6 +156,47 @@ fn cpu_since(before: Option<f64>) -> Option<f64> {
     cpu_seconds()
         .zip(before)
         .map(|(after, before)| after - before)
+}
+
+/// The pid of a RabbitMQ running on this machine (its Erlang VM,
+/// `beam.smp`), if there is exactly one: its CPU is the broker's share of
+/// each drain when the benchmark uses the local broker.
+fn local_broker_pid() -> Option<String> {
+    let mut found = std::fs::read_dir("/proc").ok()?.filter_map(|entry| {
+        let entry = entry.ok()?;
+        let pid = entry.file_name().into_string().ok()?;
+        let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
+        (pid.bytes().all(|b| b.is_ascii_digit()) && comm.trim() == "beam.smp").then_some(pid)
+    });
+    let pid = found.next()?;
+    found.next().is_none().then_some(pid)
+}
+
+/// CPU readings of this process and of the local broker, if there is one.
+#[derive(Clone, Copy)]
+struct CpuMark {
+    own: Option<f64>,
+    broker: Option<f64>,
+}
+
+impl CpuMark {
+    fn now(broker: Option<&str>) -> Self {
+        Self {
+            own: cpu_seconds(),
+            broker: broker.and_then(cpu_seconds_of),
+        }
+    }
+
+    /// CPU µs per message of this process and of the broker since `self`.
+    fn per_message(self, broker: Option<&str>, messages: u64) -> (Option<f64>, Option<f64>) {
+        let now = Self::now(broker);
+        let per = |before: Option<f64>, after: Option<f64>| {
+            before
+                .zip(after)
+                .map(|(before, after)| (after - before) * 1e6 / messages.max(1) as f64)
+        };
+        (per(self.own, now.own), per(self.broker, now.broker))
+    }
 }
 
 /// Resets the peak RSS to the current RSS (Linux: `/proc/self/clear_refs`).
@@ -524,6 +570,8 @@ async fn live_one(
     let per_round = messages.len().div_ceil(rounds);
     let rss_before = proc_status_mib("VmRSS:");
     let peak_reset = reset_peak_rss();
+    let broker = local_broker_pid();
+    let broker = broker.as_deref();
     let mut applied_before = 0u64;
     let mut measured = Vec::new();
     for slice in messages.chunks(per_round.max(1)) {
@@ -531,9 +579,9 @@ async fn live_one(
         publish(transport, slice).await?;
         ready(transport, &raw.name, slice_count).await?;
         ready(transport, &spec.name, slice_count).await?;
-        let raw_cpu_before = cpu_seconds();
+        let raw_mark = CpuMark::now(broker);
         let raw_seconds = drain_raw(transport, &raw, slice_count, options.batch, linger).await?;
-        let raw_cpu = cpu_since(raw_cpu_before);
+        let (raw_cpu_us, raw_broker_cpu_us) = raw_mark.per_message(broker, slice_count);
 
         let target = applied_before + slice_count;
         let shutdown = Shutdown::new();
@@ -556,7 +604,7 @@ async fn live_one(
                 anyhow::bail!("the {name} projector never started consuming");
             }
         }
-        let cpu_before = cpu_seconds();
+        let mark = CpuMark::now(broker);
         let started = Instant::now();
         while projector.db().meta()?.events_applied < target {
             if tokio::time::timeout_at(deadline, commits.changed())
@@ -567,7 +615,7 @@ async fn live_one(
             }
         }
         let seconds = started.elapsed().as_secs_f64();
-        let cpu = cpu_since(cpu_before);
+        let (cpu_us, broker_cpu_us) = mark.per_message(broker, slice_count);
         shutdown.trigger();
         task.await.context("the projector task panicked")??;
         applied_before = target;
@@ -575,8 +623,10 @@ async fn live_one(
             messages: slice_count,
             rate: slice_count as f64 / seconds.max(1e-9),
             raw_rate: slice_count as f64 / raw_seconds.max(1e-9),
-            cpu_us: cpu.map(|cpu| cpu * 1e6 / slice_count as f64),
-            raw_cpu_us: raw_cpu.map(|cpu| cpu * 1e6 / slice_count as f64),
+            cpu_us,
+            raw_cpu_us,
+            broker_cpu_us,
+            raw_broker_cpu_us,
         });
     }
     let peak = proc_status_mib("VmHWM:");
@@ -586,6 +636,8 @@ async fn live_one(
     let ratio = median(measured.iter().map(|r| r.rate / r.raw_rate).collect());
     let cpu_us = median_of(measured.iter().map(|r| r.cpu_us));
     let raw_cpu_us = median_of(measured.iter().map(|r| r.raw_cpu_us));
+    let broker_cpu_us = median_of(measured.iter().map(|r| r.broker_cpu_us));
+    let raw_broker_cpu_us = median_of(measured.iter().map(|r| r.raw_broker_cpu_us));
     let ratios: Vec<String> = measured
         .iter()
         .map(|r| format!("{:.2}", r.rate / r.raw_rate))
@@ -601,6 +653,11 @@ async fn live_one(
             "live {name}: this process's CPU per message (medians; the broker's is not counted): projector {cpu_us:.1} µs, raw consumer {raw_cpu_us:.1} µs"
         );
     }
+    if let (Some(broker_cpu_us), Some(raw_broker_cpu_us)) = (broker_cpu_us, raw_broker_cpu_us) {
+        eprintln!(
+            "live {name}: the local RabbitMQ's CPU per message (medians): while the projector drained {broker_cpu_us:.1} µs, while the raw consumer drained {raw_broker_cpu_us:.1} µs"
+        );
+    }
     Ok(json!({
         "projector": name.as_str(),
         "messages": count,
@@ -610,6 +667,8 @@ async fn live_one(
         "target_ratio": 0.8,
         "cpu_us_per_message": cpu_us,
         "raw_cpu_us_per_message": raw_cpu_us,
+        "broker_cpu_us_per_message": broker_cpu_us,
+        "raw_broker_cpu_us_per_message": raw_broker_cpu_us,
         "rounds": measured.iter().map(|r| json!({
             "messages": r.messages,
             "events_per_second": r.rate,
@@ -617,6 +676,8 @@ async fn live_one(
             "ratio": r.rate / r.raw_rate,
             "cpu_us_per_message": r.cpu_us,
             "raw_cpu_us_per_message": r.raw_cpu_us,
+            "broker_cpu_us_per_message": r.broker_cpu_us,
+            "raw_broker_cpu_us_per_message": r.raw_broker_cpu_us,
         })).collect::<Vec<_>>(),
         "rss_before_projector_mib": rss_before,
         "rss_after_projector_mib": rss_after,
@@ -634,6 +695,10 @@ struct Round {
     cpu_us: Option<f64>,
     /// The same while the raw consumer drained.
     raw_cpu_us: Option<f64>,
+    /// The local broker's CPU per message while the projector drained (µs).
+    broker_cpu_us: Option<f64>,
+    /// The same while the raw consumer drained.
+    raw_broker_cpu_us: Option<f64>,
 }
 
 /// The median of figures every round has; `None` if one lacks it.
