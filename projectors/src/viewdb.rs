@@ -175,6 +175,11 @@ fn position_key(stream: &str) -> Vec<u8> {
     key
 }
 
+/// The write of a stream's position under its own key.
+fn own_position(stream: &str, version: u64) -> (Vec<u8>, Option<Vec<u8>>) {
+    (position_key(stream), Some(version.to_be_bytes().to_vec()))
+}
+
 fn poisoned_key(stream: &str, version: u64) -> Vec<u8> {
     let mut key = Vec::with_capacity(stream.len() + 10);
     key.push(POISONED);
@@ -1086,6 +1091,42 @@ impl ViewTx {
         Ok((stats, written))
     }
 
+    /// The write that records `stream` at `version`: none if its home
+    /// document is held (it takes the position when it is encoded), the
+    /// stored home with a new trailer (not decoded), or the stream's own key
+    /// when the home does not exist.
+    #[allow(clippy::type_complexity)]
+    fn position_write(
+        &mut self,
+        homes: &[Home],
+        stream: &str,
+        version: u64,
+    ) -> Result<Option<(Vec<u8>, Option<Vec<u8>>)>, ViewError> {
+        let Some(home) = homes.iter().find_map(|home| home.key_of(stream)) else {
+            return Ok(Some(own_position(stream, version)));
+        };
+        match self.docs.get_mut(&home) {
+            Some(slot) if slot.value.is_some() => {
+                slot.trailer = Some(version);
+                slot.dirty = true;
+                Ok(None)
+            }
+            // Removed in this transaction: the old trailer goes with the
+            // document, the new position to the stream's key.
+            Some(slot) => {
+                slot.trailer = None;
+                Ok(Some(own_position(stream, version)))
+            }
+            None => Ok(Some(match self.db.db.get(&home)? {
+                Some(doc) => {
+                    let json = split_trailer(&doc).0.to_vec();
+                    (home, Some(with_trailer(json, version)))
+                }
+                None => own_position(stream, version),
+            })),
+        }
+    }
+
     /// Every key to write (`None`: remove), and what they are; the
     /// documents stay, marked clean, and the positions become known ones.
     #[allow(clippy::type_complexity)]
@@ -1098,37 +1139,10 @@ impl ViewTx {
         };
         // Positions first: those whose home document exists go into it.
         let homes = self.db.homes();
-        for (stream, version) in self.positions.drain() {
-            let home = homes.iter().find_map(|home| home.key_of(&stream));
-            let key = match home {
-                None => position_key(&stream),
-                Some(home) => match self.docs.get_mut(&home) {
-                    Some(slot) if slot.value.is_some() => {
-                        slot.trailer = Some(version);
-                        slot.dirty = true;
-                        self.known_positions.insert(stream, version);
-                        continue;
-                    }
-                    // Removed in this transaction: the position goes to its
-                    // key (and the old trailer with the document).
-                    Some(slot) => {
-                        slot.trailer = None;
-                        position_key(&stream)
-                    }
-                    // Not held: if it is stored, its trailer is rewritten
-                    // without decoding the document.
-                    None => match self.db.db.get(&home)? {
-                        Some(doc) => {
-                            let json = split_trailer(&doc).0.to_vec();
-                            writes.push((home, Some(with_trailer(json, version))));
-                            self.known_positions.insert(stream, version);
-                            continue;
-                        }
-                        None => position_key(&stream),
-                    },
-                },
-            };
-            writes.push((key, Some(version.to_be_bytes().to_vec())));
+        for (stream, version) in std::mem::take(&mut self.positions) {
+            if let Some(write) = self.position_write(&homes, &stream, version)? {
+                writes.push(write);
+            }
             self.known_positions.insert(stream, version);
         }
         for (key, slot) in self.docs.iter_mut() {
@@ -1157,10 +1171,7 @@ impl ViewTx {
                     // as do the stream's later ones until it is stored again.
                     if let Some(version) = slot.trailer.take() {
                         if let Some(stream) = homes.iter().find_map(|home| home.stream_of(key)) {
-                            writes.push((
-                                position_key(&stream),
-                                Some(version.to_be_bytes().to_vec()),
-                            ));
+                            writes.push(own_position(&stream, version));
                         }
                     }
                     writes.push((key.clone(), None));
