@@ -1,13 +1,14 @@
 # One image for every component: `shop <component>` (see compose.yaml).
 #
-# Build stage: the whole workspace, release profile, only the `shop` binary.
+# Build stage: the whole workspace, `dist` profile (release with whole-program
+# optimisation, see Cargo.toml), only the `shop` binary.
 FROM rust:1-slim-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p shop --bin shop --features otlp \
-    && install -D -m 0755 target/release/shop /out/shop
+    cargo build --profile dist --locked -p shop --bin shop --features otlp \
+    && install -D -m 0755 target/dist/shop /out/shop
 
 # Runtime stage: a slim Debian with the binary, curl for the health checks,
 # and an unprivileged user owning /data (where the volumes are mounted).

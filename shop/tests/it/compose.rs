@@ -350,10 +350,15 @@ fn stateful_components_keep_their_data_in_volumes() {
 fn the_dockerfile_builds_the_shop_binary_that_compose_runs() {
     let dockerfile = read("Dockerfile");
     assert!(
-        dockerfile.contains("cargo build --release --locked -p shop --bin shop"),
+        dockerfile.contains("cargo build --profile dist --locked -p shop --bin shop"),
         "the build stage does not build the shop binary"
     );
-    assert!(dockerfile.contains("target/release/shop"));
+    assert!(dockerfile.contains("target/dist/shop"));
+    // The profile it builds with is the workspace's, made from release.
+    let manifest: toml::Value = toml::from_str(&read("Cargo.toml")).expect("Cargo.toml parses");
+    let dist = &manifest["profile"]["dist"];
+    assert_eq!(dist["inherits"].as_str(), Some("release"));
+    assert_eq!(dist["lto"].as_str(), Some("fat"));
     let runtime = dockerfile
         .rsplit("\nFROM ")
         .next()
