@@ -35,12 +35,24 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// (the e2e benchmark's total PSS fell from ~560 to ~420 MB with this).
 const PURGE_DELAY_MS: std::ffi::c_long = 10;
 
+/// mimalloc v3's `mi_option_generic_collect` (its `mimalloc.h`).
+const MI_OPTION_GENERIC_COLLECT: libmimalloc_sys::mi_option_t = 34;
+/// Every how many allocations that miss a thread's free lists mimalloc
+/// collects that thread's heap (frees what other threads gave back, returns
+/// empty pages). It does its other bookkeeping every 1,000 such calls, so
+/// 1,000 (mimalloc's floor in effect) collects at each of those instead of
+/// every tenth (the default, 10,000). Session 12: final PSS of the e2e
+/// benchmark's default run 204–213 MB against 219–248 over five alternating
+/// pairs, with no CPU measured (BENCHMARKS.md).
+const GENERIC_COLLECT: std::ffi::c_long = 1_000;
+
 /// Sets the allocator options; before anything else runs.
 fn tune_allocator() {
     // SAFETY: mi_option_set stores an integer option; mimalloc allows it at any time.
     #[allow(unsafe_code)]
     unsafe {
         libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS);
+        libmimalloc_sys::mi_option_set(MI_OPTION_GENERIC_COLLECT, GENERIC_COLLECT);
     }
 }
 
@@ -75,16 +87,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_purge_delay_option_is_the_one_set() {
-        // The option at that index is mimalloc v3's purge delay: 1000 ms by default.
+    fn the_options_at_those_indexes_are_the_ones_set() {
         #[allow(unsafe_code)]
         // SAFETY: reads an integer option.
-        let before = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
-        assert_eq!(before, 1000);
+        let get = |option| unsafe { libmimalloc_sys::mi_option_get(option) };
+        // The options at those indexes have mimalloc v3's defaults of the
+        // purge delay (1000 ms) and of the collection interval (10,000 calls).
+        assert_eq!(get(MI_OPTION_PURGE_DELAY), 1000);
+        assert_eq!(get(MI_OPTION_GENERIC_COLLECT), 10_000);
         tune_allocator();
-        #[allow(unsafe_code)]
-        // SAFETY: reads an integer option.
-        let after = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
-        assert_eq!(after, PURGE_DELAY_MS);
+        assert_eq!(get(MI_OPTION_PURGE_DELAY), PURGE_DELAY_MS);
+        assert_eq!(get(MI_OPTION_GENERIC_COLLECT), GENERIC_COLLECT);
     }
 }
