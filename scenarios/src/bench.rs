@@ -16,7 +16,9 @@
 //! `views_caught_up_ms`, and the
 //! throughput "with every view caught up" is the orders placed divided by
 //! the time from the first order until then. CPU seconds, peak RSS and PSS of
-//! every process are read from `/proc`.
+//! every process are read from `/proc`, and RSS split into private pages and
+//! pages of mapped files: the sum of RSS counts the one `shop` binary's code
+//! once per process, PSS counts it once.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -69,6 +71,11 @@ struct ProcessSample {
     /// mapped by several processes (the `shop` binary's code, mostly), so
     /// a sum over processes counts every page once.
     pss_kib: u64,
+    /// Resident private memory (heap, stacks): what the process itself adds.
+    rss_anon_kib: u64,
+    /// Resident pages of mapped files, the `shop` binary's code above all;
+    /// every process that runs the same code counts the same pages again.
+    rss_file_kib: u64,
 }
 
 fn sample(pid: u32) -> Option<ProcessSample> {
@@ -103,6 +110,8 @@ fn sample(pid: u32) -> Option<ProcessSample> {
         rss_kib: kib("VmRSS:"),
         peak_rss_kib: kib("VmHWM:"),
         pss_kib,
+        rss_anon_kib: kib("RssAnon:"),
+        rss_file_kib: kib("RssFile:"),
     })
 }
 
@@ -336,6 +345,8 @@ async fn run_rates(
                         "rss_mb": after.rss_kib as f64 / 1024.0,
                         "peak_rss_mb": after.peak_rss_kib as f64 / 1024.0,
                         "pss_mb": after.pss_kib as f64 / 1024.0,
+                        "rss_anon_mb": after.rss_anon_kib as f64 / 1024.0,
+                        "rss_file_mb": after.rss_file_kib as f64 / 1024.0,
                     }),
                 );
             }
@@ -390,10 +401,13 @@ async fn run_rates(
     let rss_total_mb = total(|s| s.rss_kib);
     let peak_rss_total_mb = total(|s| s.peak_rss_kib);
     let pss_total_mb = total(|s| s.pss_kib);
+    let rss_anon_total_mb = total(|s| s.rss_anon_kib);
+    let rss_file_total_mb = total(|s| s.rss_file_kib);
     println!(
-        "system memory (RabbitMQ excluded), over {} processes: RSS {rss_total_mb:.0} MB now, \
-         {peak_rss_total_mb:.0} MB sum of peaks; PSS {pss_total_mb:.0} MB now \
-         (shared code pages counted once)",
+        "system memory (RabbitMQ excluded), over {} processes: RSS {rss_total_mb:.0} MB now \
+         ({rss_anon_total_mb:.0} MB private, {rss_file_total_mb:.0} MB of mapped files, the \
+         same code counted in every process), {peak_rss_total_mb:.0} MB sum of peaks; \
+         PSS {pss_total_mb:.0} MB now (shared code pages counted once)",
         pids.len()
     );
     for ((rate, from, to), run) in stretches.into_iter().zip(runs.iter_mut()) {
@@ -408,6 +422,8 @@ async fn run_rates(
         "rss_total_mb": rss_total_mb,
         "peak_rss_total_mb": peak_rss_total_mb,
         "pss_total_mb": pss_total_mb,
+        "rss_anon_total_mb": rss_anon_total_mb,
+        "rss_file_total_mb": rss_file_total_mb,
     }))
 }
 
@@ -429,5 +445,8 @@ mod tests {
         assert!(me.rss_kib > 0);
         assert!(me.peak_rss_kib >= me.rss_kib);
         assert!(me.pss_kib > 0 && me.pss_kib <= me.rss_kib, "{me:?}");
+        // VmRSS is the sum of the anonymous, file and shared-memory parts.
+        assert!(me.rss_anon_kib > 0 && me.rss_file_kib > 0, "{me:?}");
+        assert!(me.rss_anon_kib + me.rss_file_kib <= me.rss_kib, "{me:?}");
     }
 }
