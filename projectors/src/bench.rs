@@ -160,8 +160,9 @@ fn cpu_since(before: Option<f64>) -> Option<f64> {
 
 /// The pid of a RabbitMQ running on this machine (its Erlang VM,
 /// `beam.smp`), if there is exactly one: its CPU is the broker's share of
-/// each drain when the benchmark uses the local broker.
-fn local_broker_pid() -> Option<String> {
+/// each drain when the benchmark uses the local broker (the e2e benchmark
+/// reads it too).
+pub fn local_broker_pid() -> Option<String> {
     let mut found = std::fs::read_dir("/proc").ok()?.filter_map(|entry| {
         let entry = entry.ok()?;
         let pid = entry.file_name().into_string().ok()?;

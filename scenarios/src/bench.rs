@@ -115,6 +115,33 @@ fn sample(pid: u32) -> Option<ProcessSample> {
     })
 }
 
+/// CPU seconds a process used between two samples of it.
+fn cpu_seconds_between(before: &ProcessSample, after: &ProcessSample) -> f64 {
+    after.cpu_ticks.saturating_sub(before.cpu_ticks) as f64 / ticks_per_second()
+}
+
+fn per_order(seconds: f64, orders: u64) -> f64 {
+    seconds * 1000.0 / orders.max(1) as f64
+}
+
+/// The local RabbitMQ's pid when `amqp` names this machine (a loopback
+/// address or `localhost`) and exactly one runs here.
+fn local_broker(amqp: &str) -> Option<u32> {
+    let url = reqwest::Url::parse(amqp).ok()?;
+    let host = url
+        .host_str()?
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let local = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !local {
+        return None;
+    }
+    projectors::bench::local_broker_pid()?.parse().ok()
+}
+
 fn ticks_per_second() -> f64 {
     // Linux has used 100 clock ticks per second on every mainstream platform
     // for decades; sysconf would need libc here for no real gain.
@@ -276,6 +303,9 @@ async fn run_rates(
         .iter()
         .filter_map(|c| c.pid().map(|pid| (c.kind.name(), pid)))
         .collect();
+    // RabbitMQ's CPU and memory, reported beside (never in) the system's
+    // figures, when the broker is this machine's.
+    let broker = local_broker(&options.amqp);
     let mut runs = Vec::new();
     // Each rate's stretch of the store's log, read for the hops only after
     // the last memory sample: reading 10,000 events a page makes the store
@@ -283,7 +313,7 @@ async fn run_rates(
     // count in the next rate's figures.
     let mut stretches = Vec::new();
     println!(
-        "{:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11} {:>12} {:>9}",
+        "{:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11} {:>12} {:>9} {:>9}",
         "rate/s",
         "placed",
         "confirmed",
@@ -294,7 +324,8 @@ async fn run_rates(
         "rec p99",
         "caught-up ms",
         "with views/s",
-        "cpu s"
+        "cpu s",
+        "broker s"
     );
     let store = projectors::source::HttpSource::new(topology.store_url())
         .map_err(|error| anyhow::anyhow!("the store's URL: {error}"))?;
@@ -304,6 +335,7 @@ async fn run_rates(
             .await
             .map_err(|error| anyhow::anyhow!("the store's head: {error}"))?;
         let before: Vec<Option<ProcessSample>> = pids.iter().map(|(_, pid)| sample(*pid)).collect();
+        let broker_before = broker.and_then(sample);
         let text = scenario_text(rate, options.duration, options.customers, options.settle);
         let scenario = parse_str(&text, std::path::Path::new("e2e.toml"))
             .map_err(|error| anyhow::anyhow!("the e2e scenario does not parse: {error}"))?;
@@ -327,14 +359,16 @@ async fn run_rates(
         let window = load_step + caught_up;
         let with_views = load.placed as f64 / window.as_secs_f64().max(f64::EPSILON);
         let after: Vec<Option<ProcessSample>> = pids.iter().map(|(_, pid)| sample(*pid)).collect();
+        let broker_cpu = broker_before
+            .zip(broker.and_then(sample))
+            .map(|(before, after)| cpu_seconds_between(&before, &after));
         let mut processes = serde_json::Map::new();
         let mut cpu_total = 0.0;
         let mut rss_total_kib = 0u64;
         let mut pss_total_kib = 0u64;
         for (((name, _), before), after) in pids.iter().zip(&before).zip(&after) {
             if let (Some(before), Some(after)) = (before, after) {
-                let cpu =
-                    (after.cpu_ticks.saturating_sub(before.cpu_ticks)) as f64 / ticks_per_second();
+                let cpu = cpu_seconds_between(before, after);
                 cpu_total += cpu;
                 rss_total_kib += after.rss_kib;
                 pss_total_kib += after.pss_kib;
@@ -353,7 +387,7 @@ async fn run_rates(
         }
         let ms = |d: Option<Duration>| d.map(|d| (d.as_secs_f64() * 1000.0 * 10.0).round() / 10.0);
         println!(
-            "{:>8.0} {:>9} {:>9} {:>9.1} {:>9} {:>9} {:>9} {:>9} {:>11.0} {:>12.1} {:>9.1}",
+            "{:>8.0} {:>9} {:>9} {:>9.1} {:>9} {:>9} {:>9} {:>9} {:>11.0} {:>12.1} {:>9.1} {:>9}",
             rate,
             load.placed,
             load.confirmed,
@@ -365,6 +399,7 @@ async fn run_rates(
             caught_up.as_secs_f64() * 1000.0,
             with_views,
             cpu_total,
+            broker_cpu.map_or("-".into(), |cpu| format!("{cpu:.1}")),
         );
         let head = store
             .head()
@@ -389,6 +424,9 @@ async fn run_rates(
             "views_caught_up_ms": caught_up.as_secs_f64() * 1000.0,
             "orders_per_second_with_views_caught_up": with_views,
             "cpu_seconds_total": cpu_total,
+            "cpu_ms_per_order": per_order(cpu_total, load.placed),
+            "broker_cpu_seconds": broker_cpu,
+            "broker_cpu_ms_per_order": broker_cpu.map(|cpu| per_order(cpu, load.placed)),
             "rss_total_mb": rss_total_kib as f64 / 1024.0,
             "pss_total_mb": pss_total_kib as f64 / 1024.0,
             "processes": processes,
@@ -415,8 +453,18 @@ async fn run_rates(
         print_hops(rate, &hops);
         run["hops"] = json!(hops);
     }
+    let broker_last = broker.and_then(sample);
+    if let Some(last) = &broker_last {
+        println!(
+            "RabbitMQ on this machine (not in the figures above): RSS {:.0} MB, PSS {:.0} MB",
+            last.rss_kib as f64 / 1024.0,
+            last.pss_kib as f64 / 1024.0
+        );
+    }
     Ok(json!({
         "benchmark": "e2e",
+        "broker_rss_mb": broker_last.as_ref().map(|s| s.rss_kib as f64 / 1024.0),
+        "broker_pss_mb": broker_last.as_ref().map(|s| s.pss_kib as f64 / 1024.0),
         "processes": pids.len(),
         "runs": runs,
         "rss_total_mb": rss_total_mb,
@@ -437,6 +485,22 @@ mod tests {
         let scenario = parse_str(&text, std::path::Path::new("e2e.toml")).expect("parses");
         assert_eq!(scenario.name, "e2e 150/s");
         assert_eq!(scenario.steps.len(), 3);
+    }
+
+    #[test]
+    fn only_a_broker_on_this_machine_is_looked_for() {
+        assert_eq!(local_broker("amqp://guest:guest@10.0.0.7:5672/%2f"), None);
+        assert_eq!(local_broker("amqp://rabbitmq:5672"), None);
+        assert_eq!(local_broker("not a url"), None);
+        // On this machine, a local URL finds the one beam.smp when RabbitMQ runs here.
+        let here = projectors::bench::local_broker_pid().and_then(|pid| pid.parse::<u32>().ok());
+        for url in [
+            "amqp://guest:guest@127.0.0.1:5672/%2f",
+            "amqp://localhost",
+            "amqp://[::1]:5672",
+        ] {
+            assert_eq!(local_broker(url), here, "{url}");
+        }
     }
 
     #[test]
