@@ -43,7 +43,7 @@ const MI_OPTION_GENERIC_COLLECT: libmimalloc_sys::mi_option_t = 34;
 /// 1,000 (mimalloc's floor in effect) collects at each of those instead of
 /// every tenth (the default, 10,000). Session 12: final PSS of the e2e
 /// benchmark's default run 204–213 MB against 219–248 over five alternating
-/// pairs, with no CPU measured (BENCHMARKS.md).
+/// pairs, with no CPU difference measured (BENCHMARKS.md).
 const GENERIC_COLLECT: std::ffi::c_long = 1_000;
 
 /// Sets the allocator options; before anything else runs.
