@@ -139,8 +139,9 @@ fn cpu_seconds() -> Option<f64> {
     cpu_seconds_of("self")
 }
 
-/// The CPU seconds of process `pid` (`self` for this one) so far (Linux).
-fn cpu_seconds_of(pid: &str) -> Option<f64> {
+/// The CPU seconds of process `pid` (`self` for this one) so far (Linux);
+/// the e2e benchmark reads its processes' with it too.
+pub fn cpu_seconds_of(pid: &str) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which is in parentheses and may hold spaces).
     let rest = stat.rsplit_once(')')?.1;

@@ -61,10 +61,11 @@ impl Default for E2eOptions {
     }
 }
 
-/// CPU ticks and memory of one process, from `/proc/<pid>/{stat,status}`.
+/// CPU seconds and memory of one process, from `/proc/<pid>/{stat,status,smaps_rollup}`.
 #[derive(Clone, Copy, Debug, Default)]
 struct ProcessSample {
-    cpu_ticks: u64,
+    /// CPU seconds used so far (user + system).
+    cpu_seconds: f64,
     rss_kib: u64,
     peak_rss_kib: u64,
     /// Proportional set size: private pages plus a share of the pages
@@ -79,34 +80,15 @@ struct ProcessSample {
 }
 
 fn sample(pid: u32) -> Option<ProcessSample> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces) start after ')'.
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 here.
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
+    let cpu_seconds = projectors::bench::cpu_seconds_of(&pid.to_string())?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib = |key: &str| {
-        status
-            .lines()
-            .find(|line| line.starts_with(key))
-            .and_then(|line| line.split_whitespace().nth(1))
-            .and_then(|value| value.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
+    let kib = |key: &str| kib_field(&status, key).unwrap_or(0);
     let pss_kib = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
         .ok()
-        .and_then(|rollup| {
-            rollup
-                .lines()
-                .find(|line| line.starts_with("Pss:"))
-                .and_then(|line| line.split_whitespace().nth(1))
-                .and_then(|value| value.parse::<u64>().ok())
-        })
+        .and_then(|rollup| kib_field(&rollup, "Pss:"))
         .unwrap_or(0);
     Some(ProcessSample {
-        cpu_ticks: utime + stime,
+        cpu_seconds,
         rss_kib: kib("VmRSS:"),
         peak_rss_kib: kib("VmHWM:"),
         pss_kib,
@@ -115,9 +97,18 @@ fn sample(pid: u32) -> Option<ProcessSample> {
     })
 }
 
+/// The number on the line of a `/proc` file that starts with `key`
+/// (`VmRSS:      1234 kB`).
+fn kib_field(text: &str, key: &str) -> Option<u64> {
+    text.lines()
+        .find(|line| line.starts_with(key))
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|value| value.parse().ok())
+}
+
 /// CPU seconds a process used between two samples of it.
 fn cpu_seconds_between(before: &ProcessSample, after: &ProcessSample) -> f64 {
-    after.cpu_ticks.saturating_sub(before.cpu_ticks) as f64 / ticks_per_second()
+    (after.cpu_seconds - before.cpu_seconds).max(0.0)
 }
 
 fn per_order(seconds: f64, orders: u64) -> f64 {
@@ -140,12 +131,6 @@ fn local_broker(amqp: &str) -> Option<u32> {
         return None;
     }
     projectors::bench::local_broker_pid()?.parse().ok()
-}
-
-fn ticks_per_second() -> f64 {
-    // Linux has used 100 clock ticks per second on every mainstream platform
-    // for decades; sysconf would need libc here for no real gain.
-    100.0
 }
 
 fn scenario_text(rate: f64, duration: Duration, customers: u32, settle: Duration) -> String {
